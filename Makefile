@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-test servers lint typecheck bench clean
+
+$(BIN)/hub: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+install: $(BIN)/hub
+
+$(VENV)/.test-deps: $(BIN)/hub
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install-test: $(VENV)/.test-deps
+
+# Debian's rabbitmq-server and PostgreSQL, installed only when missing (needs root or sudo).
+servers:
+	bash scripts/install-servers.sh
+
+demo: install
+	$(BIN)/hub demo $(DEMO_ARGS)
+
+test: install-test servers
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+typecheck: install-test
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache

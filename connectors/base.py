@@ -1,0 +1,93 @@
+"""The one small interface every connector implements: `send(record, context)` and `check()`.
+
+A connector owns a pydantic model of its options and is built from it by the registry.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from hub.errors import ConfigError
+from hub.logs import add_secrets
+
+
+@dataclass(frozen=True)
+class DeliveryContext:
+    """What a connector may know about the delivery it is sending."""
+
+    reference: str
+    connector: str
+    delivery_id: int
+    idempotency_key: str
+    attempt: int
+    tenant: str
+    form_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A record the back office accepted, with its own reference where it gave one."""
+
+    external_reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+
+
+class Secrets:
+    """Resolves credentials named by reference (an environment variable), never inline.
+
+    Built once from the process environment at start-up and passed in, so no connector
+    reads the environment on its own. Every value handed out is given to the log redactor,
+    so it is blanked wherever it would appear in a log line.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = dict(environ)
+
+    def env(self, name: str) -> str:
+        try:
+            value = self._environ[name]
+        except KeyError:
+            raise ConfigError(f"environment variable {name} is not set") from None
+        add_secrets([value])
+        return value
+
+    def known(self, name: str) -> bool:
+        return name in self._environ
+
+
+class ConnectorOptions(BaseModel):
+    """Base of every connector's options: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Connector(ABC):
+    """A destination back office. Subclasses set `options_model` and implement `send` and `check`."""
+
+    options_model: ClassVar[type[ConnectorOptions]]
+
+    def __init__(self, name: str, options: ConnectorOptions, secrets: Secrets) -> None:
+        self.name = name
+        self.options = options
+        self.secrets = secrets
+
+    @abstractmethod
+    def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
+        """Deliver one record; raise TransientError or PermanentError when it is not accepted."""
+
+    @abstractmethod
+    def check(self) -> Health:
+        """Test settings, connectivity and credentials without sending a record."""
+
+    def close(self) -> None:
+        """Release connections; the default has nothing to release."""

@@ -1,0 +1,137 @@
+"""REST/JSON connector over httpx: posts the mapped record and reads the back office's reference.
+
+Credentials come from environment variables named in the options, never from the file itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import httpx
+import jmespath
+from pydantic import Field, field_validator
+
+from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
+from hub.errors import PermanentError, TransientError
+
+
+class BearerAuth(ConnectorOptions):
+    type: Literal["bearer"]
+    token_env: str
+
+
+class BasicAuth(ConnectorOptions):
+    type: Literal["basic"]
+    username: str
+    password_env: str
+
+
+class RestOptions(ConnectorOptions):
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    # header name -> environment variable holding its value, for API keys sent as headers
+    secret_headers: dict[str, str] = Field(default_factory=dict)
+    auth: BearerAuth | BasicAuth | None = Field(default=None, discriminator="type")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # JMESPath into the JSON reply: the back office's own reference (e.g. a CRM case id)
+    reference_path: str | None = None
+    # JMESPath that must be truthy for a 2xx reply to count as accepted
+    success_when: str | None = None
+    idempotency_header: str | None = "Idempotency-Key"
+    check_url: str | None = Field(default=None, pattern=r"^https?://")
+
+    @field_validator("reference_path", "success_when")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            jmespath.compile(value)
+        return value
+
+
+_TRANSIENT_STATUS = {408, 425, 429}
+
+
+class RestConnector(Connector):
+    options_model = RestOptions
+    options: RestOptions
+
+    def __init__(self, name: str, options: RestOptions, secrets: Secrets) -> None:  # type: ignore[override]
+        super().__init__(name, options, secrets)
+        timeout = httpx.Timeout(options.timeout_seconds, connect=options.connect_timeout_seconds)
+        # redirects are not followed: a back office that moves must be reconfigured, not chased
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._reference = jmespath.compile(options.reference_path) if options.reference_path else None
+        self._success = jmespath.compile(options.success_when) if options.success_when else None
+
+    def _headers(self, context: DeliveryContext | None) -> dict[str, str]:
+        headers = {"User-Agent": "council-connector-hub", **self.options.headers}
+        for header, env_name in self.options.secret_headers.items():
+            headers[header] = self.secrets.env(env_name)
+        auth = self.options.auth
+        if isinstance(auth, BearerAuth):
+            headers["Authorization"] = f"Bearer {self.secrets.env(auth.token_env)}"
+        if context is not None and self.options.idempotency_header:
+            headers[self.options.idempotency_header] = context.idempotency_key
+        return headers
+
+    def _auth(self) -> httpx.BasicAuth | None:
+        auth = self.options.auth
+        if isinstance(auth, BasicAuth):
+            return httpx.BasicAuth(auth.username, self.secrets.env(auth.password_env))
+        return None
+
+    def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
+        try:
+            response = self._client.request(
+                self.options.method,
+                self.options.url,
+                json=record,
+                headers=self._headers(context),
+                auth=self._auth() or httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TimeoutException:
+            raise TransientError(f"no reply from {self.name} within {self.options.timeout_seconds:g} s") from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"could not reach {self.name}: {type(exc).__name__}") from None
+        status = response.status_code
+        if status >= 500 or status in _TRANSIENT_STATUS:
+            raise TransientError(f"{self.name} answered HTTP {status}")
+        if status >= 300:
+            raise PermanentError(f"{self.name} refused the record: HTTP {status}: {_excerpt(response)}")
+        body = _json_or_none(response)
+        if self._success is not None and not self._success.search(body):
+            raise PermanentError(f"{self.name} reported a failure: {_excerpt(response)}")
+        reference = self._reference.search(body) if self._reference is not None else None
+        return Outcome(external_reference=str(reference) if reference is not None else None)
+
+    def check(self) -> Health:
+        url = self.options.check_url or self.options.url
+        try:
+            response = self._client.request("GET" if self.options.check_url else "OPTIONS", url, headers=self._headers(None), auth=self._auth() or httpx.USE_CLIENT_DEFAULT)
+        except httpx.HTTPError as exc:
+            return Health(False, f"cannot reach {url}: {type(exc).__name__}")
+        except Exception as exc:  # a missing credential is reported, not raised
+            return Health(False, str(exc))
+        if response.status_code in (401, 403):
+            return Health(False, f"credentials rejected (HTTP {response.status_code})")
+        if response.status_code >= 500:
+            return Health(False, f"back office unhealthy (HTTP {response.status_code})")
+        return Health(True, f"reachable (HTTP {response.status_code})")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _excerpt(response: httpx.Response, limit: int = 300) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return text[:limit] + ("…" if len(text) > limit else "")

@@ -1,0 +1,70 @@
+"""The HTTP application: intake and status for front ends, health, readiness and metrics.
+
+`create_app` takes a built runtime (and the relay to wake after each commit) so tests, the
+demo and `hub api` all assemble the same app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from hub.api import intake, problems
+from hub.relay import Relay
+from hub.runtime import Runtime
+
+
+def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if relay is not None and manage_relay:
+            relay.start()
+        try:
+            yield
+        finally:
+            if relay is not None and manage_relay:
+                await run_in_threadpool(relay.stop)
+
+    app = FastAPI(
+        title="Council Connector Hub",
+        version="0.1.0",
+        description="Takes a council form submission from any front end, validates it, gives a reference "
+        "at once, and delivers it to every back office that needs it.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.relay = relay
+    problems.install(app)
+    app.include_router(intake.router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        def database_ok() -> bool:
+            try:
+                with runtime.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return True
+            except Exception:
+                return False
+
+        checks = {"database": await run_in_threadpool(database_ok)}
+        if relay is not None:
+            checks["relay"] = relay.health()["running"] or not manage_relay
+        ready = all(checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

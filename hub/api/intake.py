@@ -1,0 +1,162 @@
+"""Front ends post submissions here and read their status.
+
+A valid submission is stored with its deliveries and outbox rows in one transaction and
+answered at once with a reference; delivery to the back offices happens afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from hub import metrics
+from hub.api.deps import ClientDep, RelayDep, RuntimeDep
+from hub.api.problems import Problem
+from hub.logs import get_logger, personal_data
+from hub.store import submissions as store
+
+log = get_logger("hub.intake")
+router = APIRouter(prefix="/v1", tags=["submissions"])
+
+
+class Receipt(BaseModel):
+    reference: str
+    status_url: str
+    received_at: str
+
+
+class DeliveryStatus(BaseModel):
+    connector: str
+    state: str
+    attempts: int
+    last_error: str | None
+    external_reference: str | None
+    next_attempt_at: str | None
+    updated_at: str
+
+
+class SubmissionStatus(BaseModel):
+    reference: str
+    form_id: str
+    form_version: int
+    received_at: str
+    deliveries: list[DeliveryStatus]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Reads at most `limit` bytes; a larger body is refused without reading the rest."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Problem(400, "bad-request", "Content-Length is not a number.")
+        if int(declared) > limit:
+            raise Problem(413, "body-too-large", f"The body is {declared} bytes; the limit is {limit} bytes.", limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, "body-too-large", f"The body is over the limit of {limit} bytes.", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+@router.post(
+    "/forms/{form_id}/submissions",
+    status_code=202,
+    response_model=Receipt,
+    responses={
+        400: {"description": "Malformed JSON"},
+        401: {"description": "Missing or unknown API key"},
+        404: {"description": "Unknown form"},
+        409: {"description": "Idempotency-Key reused with a different body"},
+        413: {"description": "Body too large"},
+        415: {"description": "Not JSON"},
+        422: {"description": "Fields missing or not valid; every one is listed"},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+async def submit(
+    form_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    relay: RelayDep,
+    client: ClientDep,
+    version: int | None = Query(default=None, ge=1, description="Form version; the newest when omitted"),
+    idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
+) -> JSONResponse:
+    form = runtime.forms.get(form_id, version)
+    if form is None or not client.may_submit(form_id):
+        what = f"form {form_id!r}" + (f" version {version}" if version else "")
+        raise Problem(404, "not-found", f"There is no {what} for this client.")
+    if not _is_json(request.headers.get("content-type")):
+        raise Problem(415, "unsupported-media-type", "Send the submission as JSON with Content-Type: application/json.")
+    body = await read_body(request, runtime.settings.max_body_bytes)
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "malformed-json", f"The body is not valid JSON: {exc}.") from None
+    errors = form.errors(payload)
+    if errors:
+        metrics.SUBMISSIONS.labels(form_id, "invalid").inc()
+        # only pointers are logged: the values may be personal data
+        log.info("submission_invalid", form=form_id, client=client.id, pointers=[e.pointer for e in errors])
+        raise Problem(
+            422,
+            "validation-failed",
+            f"{len(errors)} field(s) need attention.",
+            errors=[e.as_dict() for e in errors],
+        )
+    tenant = runtime.config.tenants[client.tenant]
+    connectors = runtime.router.connectors_for(client.tenant, form_id, payload)
+    new = store.NewSubmission(
+        tenant=client.tenant,
+        client_id=client.id,
+        form_id=form.form_id,
+        form_version=form.version,
+        payload=payload,
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        idempotency_key=idempotency_key,
+        connectors=connectors,
+        reference_prefix=tenant.reference_prefix,
+    )
+    with personal_data(form.pii_values(payload)):
+        try:
+            accepted = await run_in_threadpool(store.accept, runtime.engine, new)
+        except store.IdempotencyConflict as exc:
+            raise Problem(
+                409,
+                "idempotency-conflict",
+                "This Idempotency-Key was already used with a different body.",
+                reference=exc.reference,
+            ) from None
+        if accepted.created and relay is not None:
+            relay.wake()
+        metrics.SUBMISSIONS.labels(form_id, "accepted" if accepted.created else "repeat").inc()
+        with structlog.contextvars.bound_contextvars(reference=accepted.reference):
+            if not connectors:
+                log.warning("submission_unrouted", form=form_id, tenant=client.tenant)
+            log.info("submission_accepted", form=form_id, client=client.id, deliveries=connectors, repeat=not accepted.created)
+    status_url = f"{runtime.settings.public_url.rstrip('/')}/v1/submissions/{accepted.reference}"
+    receipt = Receipt(reference=accepted.reference, status_url=status_url, received_at=accepted.received_at.isoformat())
+    return JSONResponse(receipt.model_dump(), status_code=202, headers={"Location": status_url})
+
+
+@router.get("/submissions/{reference}", response_model=SubmissionStatus, responses={404: {"description": "Unknown reference"}})
+async def submission_status(reference: str, runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
+    found = await run_in_threadpool(store.status, runtime.engine, client.tenant, reference)
+    if found is None:
+        raise Problem(404, "not-found", f"No submission {reference!r} for this client.")
+    return found

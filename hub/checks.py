@@ -1,0 +1,118 @@
+"""`hub config check`: proves the whole configuration offline, listing every problem by file.
+
+Schemas compile, routes name configured connectors and known forms, connector options are
+valid, every routed pair has a mapping, and every mapping turns its cases into their records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.base import Secrets
+from connectors.registry import ConnectorRegistry
+from hub.config import HubConfig, load_config
+from hub.errors import HubError
+from hub.forms import FormRegistry, load_forms
+from hub.mapping import Mapping as RecordMapping
+from hub.mapping import load_mappings, mapping_cases
+from hub.settings import Settings
+
+
+def check_configuration(
+    settings: Settings, environ: Mapping[str, str], registry: ConnectorRegistry | None = None
+) -> list[str]:
+    problems: list[str] = []
+    config: HubConfig | None = None
+    forms: FormRegistry | None = None
+    mappings: dict[tuple[str, str], RecordMapping] = {}
+    try:
+        config = load_config(settings.config_dir, environ)
+    except HubError as exc:
+        problems.extend(str(exc).splitlines())
+    try:
+        forms = load_forms(settings.schemas_dir)
+    except HubError as exc:
+        problems.extend(str(exc).splitlines())
+    try:
+        mappings = load_mappings(settings.mappings_dir)
+    except HubError as exc:
+        problems.extend(str(exc).splitlines())
+    if config is not None:
+        problems.extend(_check_connectors(config, registry or ConnectorRegistry.from_entry_points(), environ))
+    if config is not None and forms is not None:
+        problems.extend(_check_routes(settings, config, forms, mappings))
+    problems.extend(_check_cases(settings, mappings, forms))
+    return problems
+
+
+def _check_connectors(config: HubConfig, registry: ConnectorRegistry, environ: Mapping[str, str]) -> list[str]:
+    problems: list[str] = []
+    for name, connector_config in sorted(config.connectors.items()):
+        try:
+            registry.build(connector_config, Secrets(environ)).close()
+        except HubError as exc:
+            problems.append(f"connectors: {exc}")
+    return problems
+
+
+def _check_routes(
+    settings: Settings, config: HubConfig, forms: FormRegistry, mappings: dict[tuple[str, str], RecordMapping]
+) -> list[str]:
+    problems: list[str] = []
+    for route in config.routes:
+        if forms.get(route.form) is None:
+            problems.append(f"routes: route names unknown form {route.form!r} (known: {', '.join(forms.ids())})")
+        for target in route.to:
+            if (route.form, target.connector) not in mappings:
+                problems.append(
+                    f"routes: {route.form!r} goes to {target.connector!r} but there is no "
+                    f"{settings.mappings_dir / f'{route.form}.{target.connector}.yaml'}"
+                )
+    for form_id in forms.ids():
+        if form_id not in config.forms_routed():
+            problems.append(f"{settings.schemas_dir / form_id}: form {form_id!r} has no route, so its submissions would reach no back office")
+    for (form_id, connector), mapping in sorted(mappings.items()):
+        if connector not in config.connectors:
+            problems.append(f"{mapping.path}: maps to unknown connector {connector!r}")
+        if forms.get(form_id) is None:
+            problems.append(f"{mapping.path}: maps unknown form {form_id!r}")
+    return problems
+
+
+def _check_cases(
+    settings: Settings, mappings: dict[tuple[str, str], RecordMapping], forms: FormRegistry | None
+) -> list[str]:
+    problems: list[str] = []
+    try:
+        cases = mapping_cases(settings.mappings_dir, settings.schemas_dir)
+    except HubError as exc:
+        return str(exc).splitlines()
+    for case in cases:
+        mapping = mappings.get(case.key)
+        if mapping is None:
+            problems.append(f"{case.path}: no mapping {case.key[0]}.{case.key[1]}.yaml for this case")
+            continue
+        if forms is not None and (form := forms.get(case.key[0])) is not None:
+            for error in form.errors(case.payload):
+                problems.append(f"{case.path}: payload is not valid for the form: {error.pointer}: {error.message}")
+        try:
+            record: Any = mapping.apply(case.payload, case.meta)
+        except HubError as exc:
+            problems.append(f"{case.path}: mapping failed: {exc}")
+            continue
+        if record != case.expected:
+            problems.append(f"{case.path}: mapping produced a different record than expected: {_difference(record, case.expected)}")
+    return problems
+
+
+def _difference(actual: Any, expected: Any, path: str = "") -> str:
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        for key in sorted(set(actual) | set(expected), key=str):
+            if actual.get(key) != expected.get(key):
+                return _difference(actual.get(key), expected.get(key), f"{path}/{key}")
+    if isinstance(actual, list) and isinstance(expected, list) and len(actual) == len(expected):
+        for index, (a, e) in enumerate(zip(actual, expected)):
+            if a != e:
+                return _difference(a, e, f"{path}/{index}")
+    return f"at {path or '/'}: got {actual!r}, expected {expected!r}"

@@ -1,0 +1,161 @@
+"""The `hub` command: run the API, a worker or the demo, migrate the database, check configuration."""
+
+from __future__ import annotations
+
+import os
+import secrets as pysecrets
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hub.config import hash_api_key
+from hub.errors import HubError
+from hub.settings import Settings
+
+app = typer.Typer(help="Council Connector Hub", no_args_is_help=True, add_completion=False)
+config_app = typer.Typer(help="Check the configuration before deploying it.", no_args_is_help=True)
+clients_app = typer.Typer(help="Front-end clients and their API keys.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(clients_app, name="clients")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to the newest schema (Alembic upgrade)."""
+    from hub.logs import configure
+    from hub.store.db import make_engine
+    from hub.store.migrate import upgrade
+
+    settings = _settings()
+    configure(settings.log_level, settings.log_json)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    typer.echo("database is at the newest schema")
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    relay: Annotated[bool, typer.Option(help="Run the outbox relay in this process")] = True,
+) -> None:
+    """Serve HTTP intake and status, with the outbox relay beside it."""
+    import uvicorn
+
+    from hub.api.app import create_app
+    from hub.logs import add_secrets, configure
+    from hub.relay import Relay
+    from hub.runtime import Runtime
+
+    settings = _settings()
+    configure(settings.log_level, settings.log_json)
+    try:
+        runtime = Runtime.build(settings, os.environ)
+    except HubError as exc:
+        _fail(str(exc))
+    add_secrets(_secret_values(settings))
+    the_relay = Relay(runtime) if relay else None
+    uvicorn.run(create_app(runtime, the_relay), host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def worker(
+    connector: Annotated[Optional[list[str]], typer.Option("--connector", "-c", help="Consume only this connector's queue (repeatable)")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Deliveries sent at once")] = 4,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Serve /metrics on this port")] = None,
+    grace: Annotated[float, typer.Option(help="Seconds to finish in-flight deliveries on SIGTERM")] = 30.0,
+) -> None:
+    """Consume delivery queues and send records to the back offices."""
+    from prometheus_client import start_http_server
+
+    from hub.logs import add_secrets, configure, get_logger
+    from hub.runtime import Runtime
+    from hub.worker import Worker
+
+    settings = _settings()
+    configure(settings.log_level, settings.log_json)
+    try:
+        runtime = Runtime.build(settings, os.environ)
+        the_worker = Worker(runtime, connector, concurrency)
+    except (HubError, ValueError) as exc:
+        _fail(str(exc))
+    add_secrets(_secret_values(settings))
+    if metrics_port:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    get_logger("hub.worker").info("worker_started", pid=os.getpid())
+    the_worker.run(stop, grace_seconds=grace)
+    runtime.close()
+
+
+@app.command()
+def demo(
+    once: Annotated[bool, typer.Option("--once", help="Send the samples, print the table and exit (0 only if all were delivered)")] = False,
+    port: Annotated[Optional[int], typer.Option(help="Port for the hub's API")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for deliveries")] = 60.0,
+) -> None:
+    """Run the whole hub in one process on its embedded default, with simulated back offices."""
+    from hub.demo import run_demo
+
+    sys.exit(run_demo(_settings(), os.environ, once=once, port=port, timeout=timeout))
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Prove the configuration offline: schemas compile, routes name real connectors and forms,
+    connector options are valid, and every mapping turns its samples into its expected records."""
+    from hub.checks import check_configuration
+
+    problems = check_configuration(_settings(), os.environ)
+    if problems:
+        for problem in problems:
+            typer.echo(problem, err=True)
+        _fail(f"{len(problems)} problem(s) found", 1)
+    typer.echo("configuration OK")
+
+
+@clients_app.command("new-key")
+def new_key() -> None:
+    """Make a new API key for a front-end client and print the hash to put in its configuration."""
+    key = pysecrets.token_urlsafe(32)
+    typer.echo(f"API key (give it to the front end; it is not stored): {key}")
+    typer.echo(f"api_key_sha256 (put this in the client's configuration): {hash_api_key(key)}")
+
+
+def _secret_values(settings: Settings) -> list[str]:
+    """Values that must never be logged: the database and broker passwords."""
+    from sqlalchemy.engine import make_url
+
+    found: list[str] = []
+    for url in (settings.database_url, settings.broker_url):
+        try:
+            password = make_url(url).password if "://" in url else None
+        except Exception:
+            password = None
+        if password:
+            found.append(str(password))
+    return found
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,260 @@
+"""The hub's configuration files: tenants, front-end clients, connectors and routes.
+
+Every `*.yaml` in the configuration directory may hold any of the four sections; they are
+merged, validated with pydantic, and every problem is reported with its file and line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jmespath
+import yaml
+from jmespath.exceptions import JMESPathError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.errors import ConfigError
+
+SECTIONS = ("tenants", "clients", "connectors", "routes")
+_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_LINE = "__line__"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tenant(_Model):
+    id: str = Field(pattern=_NAME)
+    name: str
+    reference_prefix: str = Field(default="HUB", pattern=r"^[A-Z]{2,6}$")
+
+
+class Client(_Model):
+    """A front end that posts submissions. Only hashes of its API keys are kept."""
+
+    id: str = Field(pattern=_NAME)
+    tenant: str
+    name: str = ""
+    api_key_sha256: tuple[str, ...] = ()
+    # development only: the key itself is given in this environment variable at start-up
+    api_key_env: str | None = None
+    forms: tuple[str, ...] = ("*",)
+
+    @field_validator("api_key_sha256")
+    @classmethod
+    def _hex_digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for digest in value:
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError("each api_key_sha256 must be 64 lower-case hex digits")
+        return value
+
+    def may_submit(self, form_id: str) -> bool:
+        return "*" in self.forms or form_id in self.forms
+
+
+class RetryPolicy(_Model):
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    base_seconds: float = Field(default=2.0, gt=0)
+    cap_seconds: float = Field(default=600.0, gt=0)
+
+
+class ConnectorConfig(_Model):
+    name: str = Field(pattern=_NAME)
+    type: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    retry: RetryPolicy = RetryPolicy()
+
+
+class RouteTarget(_Model):
+    connector: str
+    when: str | None = None
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                jmespath.compile(value)
+            except JMESPathError as exc:
+                raise ValueError(f"condition is not valid JMESPath: {exc}") from None
+        return value
+
+
+class Route(_Model):
+    form: str
+    tenants: tuple[str, ...] = ("*",)
+    to: tuple[RouteTarget, ...] = Field(min_length=1)
+
+
+_MODELS: dict[str, type[_Model]] = {
+    "tenants": Tenant,
+    "clients": Client,
+    "connectors": ConnectorConfig,
+    "routes": Route,
+}
+
+
+def hash_api_key(key: str) -> str:
+    # API keys are long random tokens, so one SHA-256 is enough (no dictionary to guess from)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    tenants: dict[str, Tenant]
+    clients: dict[str, Client]
+    connectors: dict[str, ConnectorConfig]
+    routes: tuple[Route, ...]
+    # api-key digest -> client id, built once so authentication is one dict look-up
+    key_index: dict[str, str] = field(default_factory=dict)
+
+    def client_for_key(self, key: str) -> Client | None:
+        client_id = self.key_index.get(hash_api_key(key))
+        return self.clients[client_id] if client_id else None
+
+    def forms_routed(self) -> set[str]:
+        return {route.form for route in self.routes}
+
+
+class _LineLoader(yaml.SafeLoader):
+    """Records the line of every mapping so errors can point into the file."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping[_LINE] = node.start_mark.line + 1
+    return mapping  # type: ignore[return-value]
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, environ: Mapping[str, str], where: str, problems: list[str]) -> Any:
+    """Fills `${VAR}` and `${VAR:-default}` in strings (for endpoints, never for secrets)."""
+    if isinstance(value, str):
+        def fill(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            problems.append(f"{where}: environment variable {name} is not set and has no default")
+            return ""
+        return _ENV_REF.sub(fill, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, environ, where, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, environ, where, problems) for v in value]
+    return value
+
+
+def _strip_lines(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_lines(v) for k, v in value.items() if k != _LINE}
+    if isinstance(value, list):
+        return [_strip_lines(v) for v in value]
+    return value
+
+
+def _read_sections(directory: Path, environ: Mapping[str, str], problems: list[str]) -> dict[str, list[tuple[str, Any]]]:
+    found: dict[str, list[tuple[str, Any]]] = {name: [] for name in SECTIONS}
+    files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    if not files:
+        problems.append(f"{directory}: no configuration files (*.yaml) found")
+    for path in files:
+        try:
+            document = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader) or {}
+        except yaml.YAMLError as exc:
+            problems.append(f"{path}: not valid YAML: {exc}")
+            continue
+        if not isinstance(document, dict):
+            problems.append(f"{path}:1: expected a mapping with sections {', '.join(SECTIONS)}")
+            continue
+        for key, items in document.items():
+            if key == _LINE:
+                continue
+            if key not in SECTIONS:
+                problems.append(f"{path}:{document[_LINE]}: unknown section {key!r}; known: {', '.join(SECTIONS)}")
+                continue
+            if not isinstance(items, list):
+                problems.append(f"{path}:{document[_LINE]}: section {key!r} must be a list")
+                continue
+            for item in items:
+                line = item.get(_LINE, "?") if isinstance(item, dict) else "?"
+                where = f"{path}:{line}"
+                found[key].append((where, _interpolate(_strip_lines(item), environ, where, problems)))
+    return found
+
+
+def _validate(section: str, items: list[tuple[str, Any]], problems: list[str]) -> list[tuple[str, Any]]:
+    model = _MODELS[section]
+    valid: list[tuple[str, Any]] = []
+    for where, raw in items:
+        try:
+            valid.append((where, model.model_validate(raw)))
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = ".".join(str(part) for part in error["loc"]) or "(entry)"
+                problems.append(f"{where}: {section[:-1]} {loc}: {error['msg']}")
+    return valid
+
+
+def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
+    """Reads and cross-checks the configuration; raises ConfigError listing every problem."""
+    problems: list[str] = []
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: configuration directory does not exist")
+    sections = _read_sections(directory, environ, problems)
+    tenants = _validate("tenants", sections["tenants"], problems)
+    clients = _validate("clients", sections["clients"], problems)
+    connectors = _validate("connectors", sections["connectors"], problems)
+    routes = _validate("routes", sections["routes"], problems)
+
+    def unique(items: list[tuple[str, Any]], attr: str, kind: str) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for where, item in items:
+            key = getattr(item, attr)
+            if key in seen:
+                problems.append(f"{where}: {kind} {key!r} is defined twice")
+            seen[key] = item
+        return seen
+
+    tenant_map = unique(tenants, "id", "tenant")
+    client_map = unique(clients, "id", "client")
+    connector_map = unique(connectors, "name", "connector")
+    key_index: dict[str, str] = {}
+    for where, client in clients:
+        if client.tenant not in tenant_map:
+            problems.append(f"{where}: client {client.id!r} names unknown tenant {client.tenant!r}")
+        digests = list(client.api_key_sha256)
+        if client.api_key_env and environ.get(client.api_key_env):
+            digests.append(hash_api_key(environ[client.api_key_env]))
+        for digest in digests:
+            if digest in key_index:
+                problems.append(f"{where}: client {client.id!r} shares an API key with {key_index[digest]!r}")
+            key_index[digest] = client.id
+    for where, route in routes:
+        for target in route.to:
+            if target.connector not in connector_map:
+                known = ", ".join(sorted(connector_map)) or "none"
+                problems.append(f"{where}: route for {route.form!r} names unknown connector {target.connector!r} (known: {known})")
+        for tenant in route.tenants:
+            if tenant != "*" and tenant not in tenant_map:
+                problems.append(f"{where}: route for {route.form!r} names unknown tenant {tenant!r}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return HubConfig(
+        tenants=tenant_map,
+        clients=client_map,
+        connectors=connector_map,
+        routes=tuple(route for _, route in routes),
+        key_index=key_index,
+    )

@@ -1,0 +1,168 @@
+"""`hub demo`: the whole hub in one process on its embedded default, with simulated back offices.
+
+SQLite under `var/`, kombu's in-process transport, the CRM simulators on loopback. It posts every
+sample of every form over HTTP, waits for the deliveries and prints what each back office received.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hub.api.app import create_app
+from hub.logs import configure
+from hub.relay import Relay
+from hub.runtime import Runtime
+from hub.serving import ServerThread
+from hub.settings import Settings
+from hub.store import submissions as store
+from hub.store.migrate import upgrade
+from hub.worker import Worker
+from simulators.crm import CrmState
+from simulators.crm import create_app as create_crm
+
+# the simulated back offices: connector name -> (environment variable for its URL, for its token)
+BACK_OFFICES = {"crm": ("CRM_URL", "CRM_API_TOKEN"), "garden-waste": ("GARDEN_WASTE_URL", "GARDEN_WASTE_API_TOKEN")}
+
+
+@dataclass
+class Posted:
+    form_id: str
+    sample: str
+    reference: str | None
+    error: str | None = None
+
+
+def _samples(schemas_dir: Path, forms: list[str]) -> list[tuple[str, str, Any]]:
+    found = []
+    for form_id in forms:
+        for path in sorted((schemas_dir / form_id / "samples").glob("*.json")):
+            found.append((form_id, path.stem, json.loads(path.read_text(encoding="utf-8"))))
+    return found
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = "  ".join("{:<%d}" % w for w in widths)
+    out = [line.format(*headers), line.format(*("-" * w for w in widths))]
+    out += [line.format(*row) for row in rows]
+    return "\n".join(out)
+
+
+def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: int | None, timeout: float) -> int:
+    log_path = Path(settings.database_url.removeprefix("sqlite:///")).parent if settings.database_url.startswith("sqlite:///") else Path("var")
+    log_path.mkdir(parents=True, exist_ok=True)
+    log_file = (log_path / "demo.log").open("a", encoding="utf-8")
+    configure(settings.log_level, settings.log_json, stream=log_file)
+
+    env = dict(environ)
+    api_key = settings.demo_api_key or secrets.token_urlsafe(24)
+    env["HUB_DEMO_API_KEY"] = api_key
+    simulators: dict[str, tuple[CrmState, ServerThread]] = {}
+    for name, (url_var, token_var) in BACK_OFFICES.items():
+        token = env.setdefault(token_var, secrets.token_urlsafe(16))
+        state = CrmState(token=token)
+        server = ServerThread(create_crm(state)).start()
+        env[url_var] = server.url
+        simulators[name] = (state, server)
+
+    runtime = Runtime.build(settings, env)
+    upgrade(runtime.engine)
+    relay = Relay(runtime)
+    try:
+        api = ServerThread(create_app(runtime, relay), port=settings.demo_port if port is None else port).start()
+    except OSError as exc:
+        print(f"Cannot listen on port {settings.demo_port if port is None else port}: {exc.strerror}. "
+              "Choose another with: make demo DEMO_ARGS='--port 8080'")
+        return 2
+    stop = threading.Event()
+    worker = Worker(runtime, concurrency=4)
+    worker_thread = threading.Thread(target=worker.run, args=(stop, 5.0), name="hub-worker", daemon=True)
+    worker_thread.start()
+    try:
+        print(f"Council Connector Hub demo: API on {api.url} (OpenAPI docs at {api.url}/docs), logs in {log_file.name}")
+        posted = _post_samples(api.url, api_key, settings.schemas_dir, runtime.forms.ids())
+        statuses = _wait(runtime, [p.reference for p in posted if p.reference], timeout)
+        all_delivered = _report(posted, statuses, simulators)
+        if once:
+            return 0 if all_delivered else 1
+        print(f"\nThe demo client's API key: {api_key}   (set your own with HUB_DEMO_API_KEY)")
+        sample = json.dumps(_samples(settings.schemas_dir, ["missed-bin-collection"])[0][2])
+        print("Try it:\n"
+              f"  curl -s -X POST {api.url}/v1/forms/missed-bin-collection/submissions \\\n"
+              f"    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n"
+              f"    -d '{sample}'")
+        print("Press Ctrl-C to stop.")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop.set()
+        worker_thread.join(10)
+        api.stop()
+        for _, server in simulators.values():
+            server.stop()
+        runtime.close()
+        log_file.close()
+
+
+def _post_samples(base_url: str, api_key: str, schemas_dir: Path, forms: list[str]) -> list[Posted]:
+    posted: list[Posted] = []
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=10) as client:
+        for form_id, name, payload in _samples(schemas_dir, forms):
+            response = client.post(f"/v1/forms/{form_id}/submissions", json=payload)
+            if response.status_code == 202:
+                posted.append(Posted(form_id, name, response.json()["reference"]))
+            else:
+                posted.append(Posted(form_id, name, None, f"HTTP {response.status_code}: {response.text[:200]}"))
+    return posted
+
+
+def _wait(runtime: Runtime, references: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    statuses: dict[str, dict[str, Any]] = {}
+    tenant = runtime.config.clients["demo-portal"].tenant
+    while True:
+        for reference in references:
+            found = store.status(runtime.engine, tenant, reference)
+            if found is not None:
+                statuses[reference] = found
+        open_ = [d for s in statuses.values() for d in s["deliveries"] if d["state"] in ("pending", "retrying")]
+        if (len(statuses) == len(references) and not open_) or time.monotonic() > deadline:
+            return statuses
+        time.sleep(0.2)
+
+
+def _report(posted: list[Posted], statuses: dict[str, dict[str, Any]], simulators: Mapping[str, tuple[CrmState, ServerThread]]) -> bool:
+    rows: list[list[str]] = []
+    ok = True
+    for item in posted:
+        if item.reference is None:
+            rows.append([item.form_id, item.sample, "-", "-", "rejected", item.error or ""])
+            ok = False
+            continue
+        deliveries = statuses.get(item.reference, {}).get("deliveries", [])
+        if not deliveries:
+            rows.append([item.form_id, item.sample, item.reference, "-", "no route", ""])
+            ok = False
+        for d in deliveries:
+            ok = ok and d["state"] == "delivered"
+            rows.append([item.form_id, item.sample, item.reference, d["connector"], d["state"], d["external_reference"] or d["last_error"] or ""])
+    print(_table(rows, ["form", "sample", "reference", "back office", "state", "back-office reference"]))
+    print("\nWhat each back office received:")
+    for name, (state, server) in simulators.items():
+        stats = state.stats()
+        print(f"  {name} ({server.url}): {stats['cases']} record(s) from {stats['requests']} request(s), {stats['duplicates']} duplicate(s) absorbed")
+    delivered = sum(1 for r in rows if r[4] == "delivered")
+    print(f"\n{delivered} of {len(rows)} deliveries delivered" + ("" if ok else " — NOT ALL DELIVERED"))
+    return ok

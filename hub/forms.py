@@ -1,0 +1,256 @@
+"""The forms the hub accepts: JSON Schemas under `schemas/<form>/<version>.json`, compiled once.
+
+Validation returns every failing field as a JSON pointer with a message a person understands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+
+from hub.errors import SchemaError
+
+
+@dataclass(frozen=True)
+class FieldError:
+    pointer: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"pointer": self.pointer, "detail": self.message}
+
+
+@dataclass(frozen=True)
+class Form:
+    form_id: str
+    version: int
+    schema: Mapping[str, Any]
+    path: Path
+    validator: Any = field(repr=False)
+    # JSON pointers (with "*" for array items) of the fields marked "x-pii": true
+    pii_paths: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def title(self) -> str:
+        return str(self.schema.get("title", self.form_id))
+
+    def errors(self, payload: Any) -> list[FieldError]:
+        found: list[FieldError] = []
+        for error in self.validator.iter_errors(payload):
+            for field_error in _field_errors(self.schema, error):
+                if field_error not in found:
+                    found.append(field_error)
+        return found
+
+    def pii_values(self, payload: Any) -> list[str]:
+        """Every string found at an x-pii path, so logs can be scrubbed of them."""
+        found: list[str] = []
+        for path in self.pii_paths:
+            found.extend(_strings_at(payload, path))
+        return found
+
+
+class FormRegistry:
+    """All versions of every form; the newest version is the default."""
+
+    def __init__(self, forms: Sequence[Form]) -> None:
+        self._forms: dict[str, dict[int, Form]] = {}
+        for form in forms:
+            self._forms.setdefault(form.form_id, {})[form.version] = form
+
+    def get(self, form_id: str, version: int | None = None) -> Form | None:
+        versions = self._forms.get(form_id)
+        if not versions:
+            return None
+        return versions.get(version if version is not None else max(versions))
+
+    def __iter__(self) -> Iterator[Form]:
+        for versions in self._forms.values():
+            yield from versions.values()
+
+    def ids(self) -> list[str]:
+        return sorted(self._forms)
+
+
+def compile_form(form_id: str, version: int, path: Path) -> Form:
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SchemaError(f"{path}: cannot read schema: {exc}") from None
+    try:
+        validator = jsonschema_rs.validator_for(schema, validate_formats=True)
+    except (ValueError, jsonschema_rs.ReferencingError) as exc:
+        raise SchemaError(f"{path}: schema does not compile: {exc}") from None
+    return Form(form_id, version, schema, path, validator, tuple(_pii_paths(schema, ())))
+
+
+def load_forms(directory: Path) -> FormRegistry:
+    """Compiles every `<form>/<version>.json`; raises SchemaError listing every bad schema."""
+    forms: list[Form] = []
+    problems: list[str] = []
+    for path in sorted(directory.glob("*/*.json")):
+        if not path.stem.isdigit():
+            problems.append(f"{path}: schema files are named by version number, like 1.json")
+            continue
+        try:
+            forms.append(compile_form(path.parent.name, int(path.stem), path))
+        except SchemaError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SchemaError("\n".join(problems))
+    return FormRegistry(forms)
+
+
+def _pii_paths(schema: Any, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    if not isinstance(schema, dict):
+        return
+    if schema.get("x-pii") is True:
+        yield prefix
+        return
+    for name, sub in (schema.get("properties") or {}).items():
+        yield from _pii_paths(sub, prefix + (name,))
+    if isinstance(schema.get("items"), dict):
+        yield from _pii_paths(schema["items"], prefix + ("*",))
+    for keyword in ("oneOf", "anyOf", "allOf"):
+        for sub in schema.get(keyword) or ():
+            yield from _pii_paths(sub, prefix)
+    for sub in (schema.get("$defs") or {}).values():
+        # definitions are reached through $ref; mark their fields wherever they are used
+        for inner in _pii_paths(sub, ()):
+            yield ("**",) + inner
+
+
+def _strings_at(value: Any, path: tuple[str, ...]) -> Iterator[str]:
+    if not path:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for inner in value.values():
+                yield from _strings_at(inner, ())
+        elif isinstance(value, list):
+            for inner in value:
+                yield from _strings_at(inner, ())
+        elif value is not None and not isinstance(value, bool):
+            yield str(value)
+        return
+    head, rest = path[0], path[1:]
+    if head == "**":
+        # a $defs field: look for it at any depth
+        yield from _strings_at(value, rest)
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            yield from _strings_at(child, path)
+    elif head == "*" and isinstance(value, list):
+        for item in value:
+            yield from _strings_at(item, rest)
+    elif isinstance(value, dict) and head in value:
+        yield from _strings_at(value[head], rest)
+
+
+def _pointer(parts: Sequence[str | int]) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _subschema(schema: Any, schema_path: Sequence[str | int]) -> Any:
+    node = schema
+    for part in schema_path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    return node
+
+
+def _label(schema: Mapping[str, Any], name: str) -> str:
+    title = schema.get("title") if isinstance(schema, Mapping) else None
+    return str(title) if title else name.replace("_", " ").capitalize()
+
+
+_TYPE_WORDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a group of fields",
+    "null": "empty",
+}
+_FORMAT_WORDS = {
+    "email": "an email address, like name@example.com",
+    "date": "a date, like 2026-11-23",
+    "date-time": "a date and time, like 2026-11-23T09:30:00Z",
+    "uri": "a web address, like https://example.org/photo.jpg",
+    "time": "a time, like 09:30:00",
+}
+
+
+def _field_errors(schema: Mapping[str, Any], error: Any) -> list[FieldError]:
+    """One or more plain-English errors for one validation error.
+
+    When no branch of a oneOf/anyOf matches, the errors of the closest branch are given
+    (a wrong UPRN says so, rather than "matches none of the accepted forms").
+    """
+    name = error.kind.name
+    if name in ("oneOf", "anyOf"):
+        owner = _subschema(schema, list(error.schema_path)[:-1])
+        branches = [b for b in error.kind.as_dict().get("context") or [] if b]
+        if branches and not (isinstance(owner, Mapping) and owner.get("x-error-message")):
+            best = min(branches, key=lambda b: (len(b), -max(len(e.instance_path) for e in b)))
+            return [fe for e in best for fe in _field_errors(schema, e)]
+    return [_field_error(schema, error)]
+
+
+def _field_error(schema: Mapping[str, Any], error: Any) -> FieldError:
+    kind = error.kind
+    name = kind.name
+    instance_path = list(error.instance_path)
+    schema_path = list(error.schema_path)
+    # the schema that holds the failing keyword, to read its title and x-error-message
+    owner = _subschema(schema, schema_path[:-1])
+    details = kind.as_dict()
+    field_name = str(instance_path[-1]) if instance_path else "This form"
+    label = _label(owner, field_name) if instance_path else "The submission"
+
+    if name == "required":
+        missing = str(details["property"]).strip('"')
+        prop = _subschema(owner, ["properties", missing])
+        return FieldError(_pointer(instance_path + [missing]), f"{_label(prop, missing)} is required")
+    if name == "additionalProperties":
+        unexpected = ", ".join(str(u) for u in details.get("unexpected", []))
+        return FieldError(_pointer(instance_path), f"{unexpected}: not a field of this form")
+    custom = owner.get("x-error-message") if isinstance(owner, Mapping) else None
+    if custom:
+        return FieldError(_pointer(instance_path), str(custom))
+    if name == "type":
+        words = " or ".join(_TYPE_WORDS.get(t, t) for t in details.get("types", []))
+        message = f"{label} must be {words}"
+    elif name == "enum":
+        options = ", ".join(str(o) for o in owner.get("enum", []))
+        message = f"{label} must be one of: {options}"
+    elif name == "format":
+        fmt = str(details.get("format"))
+        message = f"{label} must be {_FORMAT_WORDS.get(fmt, 'in ' + fmt + ' format')}"
+    elif name == "pattern":
+        message = f"{label} is not in the expected format"
+    elif name == "maxLength":
+        message = f"{label} must be {details['limit']} characters or fewer"
+    elif name == "minLength":
+        message = f"{label} must be at least {details['limit']} characters" if details["limit"] > 1 else f"{label} must not be empty"
+    elif name in ("maximum", "exclusiveMaximum"):
+        message = f"{label} must be {'at most' if name == 'maximum' else 'less than'} {details['limit']}"
+    elif name in ("minimum", "exclusiveMinimum"):
+        message = f"{label} must be {'at least' if name == 'minimum' else 'more than'} {details['limit']}"
+    elif name == "maxItems":
+        message = f"{label} must have {details['limit']} items or fewer"
+    elif name == "minItems":
+        message = f"{label} must have at least {details['limit']} item(s)"
+    elif name in ("oneOf", "anyOf"):
+        message = f"{label} does not match any of the accepted forms"
+    else:
+        message = f"{label}: {error.message}"
+    return FieldError(_pointer(instance_path), message)

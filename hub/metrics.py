@@ -1,0 +1,17 @@
+"""Prometheus metrics, served at `/metrics` by the API and optionally by each worker."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SUBMISSIONS = Counter("hub_submissions_total", "Submissions received, by form and outcome", ["form", "outcome"])
+PUBLISHED = Counter("hub_relay_published_total", "Outbox rows published to the broker", ["connector"])
+RELAY_ERRORS = Counter("hub_relay_errors_total", "Relay passes that failed (broker or database down)")
+OUTBOX_BACKLOG = Gauge("hub_outbox_backlog", "Outbox rows not yet published, as last seen by the relay")
+DELIVERIES = Counter("hub_deliveries_total", "Delivery attempts, by connector and outcome", ["connector", "outcome"])
+DELIVERY_SECONDS = Histogram(
+    "hub_delivery_seconds",
+    "Time to map and send one record",
+    ["connector"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

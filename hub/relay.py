@@ -1,0 +1,113 @@
+"""The outbox relay: publishes committed outbox rows to RabbitMQ with publisher confirms.
+
+It runs beside intake, woken right after each commit and sweeping every second for rows left
+behind (broker down at the time, retries whose wait is over), so intake never waits on the broker.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kombu import Connection, Producer
+
+from hub import metrics
+from hub.logs import get_logger
+from hub.runtime import Runtime
+from hub.store import outbox
+
+log = get_logger("hub.relay")
+
+
+class Relay:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connection: Connection | None = None
+        self._producer: Producer | None = None
+        self._connectors = set(runtime.connector_names())
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="hub-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops after the batch in hand is published and its rows removed."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._disconnect()
+
+    def _loop(self) -> None:
+        pause = 0.5
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                pause = 0.5
+            except Exception as exc:  # broker or database down: keep the rows, try again later
+                metrics.RELAY_ERRORS.inc()
+                log.warning("relay_paused", error=type(exc).__name__, detail=str(exc)[:200], retry_in_seconds=pause)
+                self._disconnect()
+                self._stop.wait(pause)
+                pause = min(pause * 2, 10.0)
+                continue
+            self._wake.wait(self.runtime.settings.relay_sweep_seconds)
+            self._wake.clear()
+
+    def run_once(self) -> int:
+        """Publishes every row that is due now; returns how many."""
+        total = 0
+        while True:
+            published = self._publish_batch()
+            total += published
+            if published < self.runtime.settings.relay_batch:
+                return total
+
+    def _publish_batch(self) -> int:
+        with self.runtime.engine.begin() as conn:
+            rows = outbox.claim_due(conn, self.runtime.settings.relay_batch, sorted(self._connectors))
+            if not rows:
+                return 0
+            producer = self._ensure_producer()
+            exchange = self.runtime.topology.exchange
+            for row in rows:
+                producer.publish(
+                    {"delivery_id": row.delivery_id, "connector": row.connector},
+                    exchange=exchange,
+                    routing_key=row.connector,
+                    serializer="json",
+                    delivery_mode=2,
+                    retry=False,
+                )
+                metrics.PUBLISHED.labels(row.connector).inc()
+            # rows go only after every publish above was confirmed; a crash before this line
+            # republishes them, which the worker and the back office's idempotency key absorb
+            outbox.remove(conn, [r.id for r in rows])
+        log.debug("relay_published", count=len(rows))
+        return len(rows)
+
+    def _ensure_producer(self) -> Producer:
+        if self._producer is None:
+            connection = self.runtime.topology.connect()
+            connection.ensure_connection(max_retries=1)
+            self.runtime.topology.declare(connection, self._connectors)
+            self._connection = connection
+            self._producer = Producer(connection.default_channel)
+        return self._producer
+
+    def _disconnect(self) -> None:
+        connection, self._connection, self._producer = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # already broken; nothing more to release
+                pass
+
+    def health(self) -> dict[str, Any]:
+        return {"running": bool(self._thread and self._thread.is_alive()), "connected": self._producer is not None}

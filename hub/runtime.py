@@ -1,0 +1,82 @@
+"""Everything a hub process needs, built once from settings: configuration, forms, routes,
+mappings, connectors and the database engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from connectors.base import Connector, Secrets
+from connectors.registry import ConnectorRegistry
+from hub.broker import Topology
+from hub.config import HubConfig, load_config
+from hub.forms import FormRegistry, load_forms
+from hub.mapping import Mapping as RecordMapping
+from hub.mapping import load_mappings
+from hub.routing import Router
+from hub.settings import Settings
+from hub.store.db import make_engine
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    config: HubConfig
+    forms: FormRegistry
+    router: Router
+    mappings: dict[tuple[str, str], RecordMapping]
+    registry: ConnectorRegistry
+    secrets: Secrets
+    engine: Engine
+    topology: Topology
+    _connectors: dict[str, Connector] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        environ: Mapping[str, str],
+        registry: ConnectorRegistry | None = None,
+        config: HubConfig | None = None,
+    ) -> Runtime:
+        config = config or load_config(settings.config_dir, environ)
+        return cls(
+            settings=settings,
+            config=config,
+            forms=load_forms(settings.schemas_dir),
+            router=Router(config),
+            mappings=load_mappings(settings.mappings_dir),
+            registry=registry or ConnectorRegistry.from_entry_points(),
+            secrets=Secrets(environ),
+            engine=make_engine(settings.database_url),
+            topology=Topology(settings),
+        )
+
+    def connector(self, name: str) -> Connector:
+        """The live connector for a configured name, built on first use and then reused."""
+        with self._lock:
+            if name not in self._connectors:
+                self._connectors[name] = self.registry.build(self.config.connectors[name], self.secrets)
+            return self._connectors[name]
+
+    def connector_names(self) -> list[str]:
+        return sorted(self.config.connectors)
+
+    def close(self) -> None:
+        for connector in self._connectors.values():
+            connector.close()
+        self._connectors.clear()
+        self.engine.dispose()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "forms": self.forms.ids(),
+            "connectors": self.connector_names(),
+            "tenants": sorted(self.config.tenants),
+        }

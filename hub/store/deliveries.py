@@ -1,0 +1,128 @@
+"""The worker's side of the store: load a delivery, then record its outcome and its attempt.
+
+Each outcome is one transaction, and only changes a delivery that is still pending or retrying,
+so a redelivered message for a finished delivery changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from hub.store.tables import attempts, deliveries, outbox, submissions
+
+OPEN_STATES = ("pending", "retrying")
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    delivery_id: int
+    connector: str
+    state: str
+    attempts: int
+    reference: str
+    tenant: str
+    form_id: str
+    form_version: int
+    payload: Any
+    received_at: datetime
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+
+def load(engine: Engine, delivery_id: int) -> DeliveryJob | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(
+                deliveries.c.id,
+                deliveries.c.connector,
+                deliveries.c.state,
+                deliveries.c.attempts,
+                submissions.c.reference,
+                submissions.c.tenant,
+                submissions.c.form_id,
+                submissions.c.form_version,
+                submissions.c.payload,
+                submissions.c.received_at,
+            )
+            .join(submissions, submissions.c.id == deliveries.c.submission_id)
+            .where(deliveries.c.id == delivery_id)
+        ).first()
+    return DeliveryJob(*row) if row is not None else None
+
+
+def _finish(
+    conn: Connection,
+    delivery_id: int,
+    started_at: datetime,
+    outcome: str,
+    values: dict[str, Any],
+    error: str | None,
+) -> int | None:
+    """Moves an open delivery on and writes its attempt; returns the attempt number, or None."""
+    now = datetime.now(UTC)
+    number = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(OPEN_STATES))
+        .values(attempts=deliveries.c.attempts + 1, updated_at=now, **values)
+        .returning(deliveries.c.attempts)
+    ).scalar()
+    if number is None:
+        return None
+    conn.execute(
+        insert(attempts).values(
+            delivery_id=delivery_id,
+            number=number,
+            started_at=started_at,
+            finished_at=now,
+            outcome=outcome,
+            error=error,
+        )
+    )
+    return int(number)
+
+
+def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, external_reference: str | None) -> int | None:
+    with engine.begin() as conn:
+        return _finish(
+            conn,
+            delivery_id,
+            started_at,
+            "delivered",
+            {"state": "delivered", "external_reference": external_reference, "next_attempt_at": None},
+            None,
+        )
+
+
+def record_retry(engine: Engine, delivery_id: int, started_at: datetime, error: str, retry_at: datetime) -> int | None:
+    """Schedules the next attempt: the relay publishes the outbox row once `retry_at` has come."""
+    with engine.begin() as conn:
+        number = _finish(
+            conn,
+            delivery_id,
+            started_at,
+            "transient",
+            {"state": "retrying", "last_error": error, "next_attempt_at": retry_at},
+            error,
+        )
+        if number is not None:
+            connector = conn.execute(select(deliveries.c.connector).where(deliveries.c.id == delivery_id)).scalar_one()
+            conn.execute(insert(outbox).values(delivery_id=delivery_id, connector=connector, available_at=retry_at))
+        return number
+
+
+def record_parked(engine: Engine, delivery_id: int, started_at: datetime, error: str, outcome: str) -> int | None:
+    with engine.begin() as conn:
+        return _finish(
+            conn,
+            delivery_id,
+            started_at,
+            outcome,
+            {"state": "parked", "last_error": error, "next_attempt_at": None},
+            error,
+        )

@@ -1,0 +1,43 @@
+"""The relay's side of the store: claim outbox rows that are due, and remove them once published.
+
+On PostgreSQL rows are claimed with SKIP LOCKED, so several relays share the work without
+publishing a row twice; SQLite serialises writers anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, delete, func, select
+
+from hub.store.tables import outbox
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    delivery_id: int
+    connector: str
+
+
+def claim_due(conn: Connection, limit: int, connectors: Sequence[str]) -> list[OutboxRow]:
+    """Due rows of configured connectors; a removed connector's rows stay for an operator."""
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.delivery_id, outbox.c.connector)
+        .where(outbox.c.available_at <= datetime.now(UTC), outbox.c.connector.in_(connectors))
+        .order_by(outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return [OutboxRow(r.id, r.delivery_id, r.connector) for r in rows]
+
+
+def remove(conn: Connection, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+
+
+def backlog(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())

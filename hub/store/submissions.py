@@ -1,0 +1,163 @@
+"""Intake's side of the store: one transaction stores a submission, its deliveries and outbox rows.
+
+Also reads a submission's status for the front end that sent it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from hub.store.tables import deliveries, outbox, submissions
+
+# Crockford's base32: no I, L, O or U, so a reference read out over the phone is unambiguous
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_reference(prefix: str) -> str:
+    return f"{prefix}-" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different body."""
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(reference)
+        self.reference = reference
+
+
+@dataclass(frozen=True)
+class NewSubmission:
+    tenant: str
+    client_id: str
+    form_id: str
+    form_version: int
+    payload: Any
+    body_sha256: str
+    idempotency_key: str | None
+    connectors: list[str]
+    reference_prefix: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    reference: str
+    received_at: datetime
+    created: bool
+
+
+def accept(engine: Engine, new: NewSubmission) -> Accepted:
+    """Stores the submission with one delivery and one outbox row per connector, atomically.
+
+    A repeated Idempotency-Key with the same body returns the first submission; with another
+    body it raises IdempotencyConflict.
+    """
+    if new.idempotency_key is not None:
+        earlier = _by_idempotency_key(engine, new)
+        if earlier is not None:
+            return earlier
+    for _ in range(5):
+        try:
+            with engine.begin() as conn:
+                return _insert(conn, new)
+        except IntegrityError:
+            # either two requests raced on one Idempotency-Key, or (vanishingly rare) a
+            # reference collided; the first case is answered by the earlier submission
+            if new.idempotency_key is not None:
+                earlier = _by_idempotency_key(engine, new)
+                if earlier is not None:
+                    return earlier
+    raise RuntimeError("could not allocate a unique reference after 5 tries")
+
+
+def _by_idempotency_key(engine: Engine, new: NewSubmission) -> Accepted | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(submissions.c.reference, submissions.c.received_at, submissions.c.body_sha256).where(
+                submissions.c.client_id == new.client_id,
+                submissions.c.idempotency_key == new.idempotency_key,
+            )
+        ).first()
+    if row is None:
+        return None
+    if row.body_sha256 != new.body_sha256:
+        raise IdempotencyConflict(row.reference)
+    return Accepted(row.reference, row.received_at, created=False)
+
+
+def _insert(conn: Connection, new: NewSubmission) -> Accepted:
+    now = datetime.now(UTC)
+    reference = new_reference(new.reference_prefix)
+    submission_id = conn.execute(
+        insert(submissions)
+        .values(
+            reference=reference,
+            tenant=new.tenant,
+            client_id=new.client_id,
+            form_id=new.form_id,
+            form_version=new.form_version,
+            payload=new.payload,
+            received_at=now,
+            idempotency_key=new.idempotency_key,
+            body_sha256=new.body_sha256,
+        )
+        .returning(submissions.c.id)
+    ).scalar_one()
+    for connector in new.connectors:
+        delivery_id = conn.execute(
+            insert(deliveries)
+            .values(
+                submission_id=submission_id,
+                tenant=new.tenant,
+                connector=connector,
+                state="pending",
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(deliveries.c.id)
+        ).scalar_one()
+        conn.execute(insert(outbox).values(delivery_id=delivery_id, connector=connector, available_at=now))
+    return Accepted(reference, now, created=True)
+
+
+def status(engine: Engine, tenant: str, reference: str) -> dict[str, Any] | None:
+    """What the front end may see of one of its tenant's submissions, or None."""
+    with engine.connect() as conn:
+        sub = conn.execute(
+            select(
+                submissions.c.id,
+                submissions.c.reference,
+                submissions.c.form_id,
+                submissions.c.form_version,
+                submissions.c.received_at,
+            ).where(submissions.c.reference == reference, submissions.c.tenant == tenant)
+        ).first()
+        if sub is None:
+            return None
+        rows = conn.execute(
+            select(deliveries).where(deliveries.c.submission_id == sub.id).order_by(deliveries.c.id)
+        ).all()
+    return {
+        "reference": sub.reference,
+        "form_id": sub.form_id,
+        "form_version": sub.form_version,
+        "received_at": sub.received_at.isoformat(),
+        "deliveries": [
+            {
+                "connector": d.connector,
+                "state": d.state,
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+                "external_reference": d.external_reference,
+                "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
+                "updated_at": d.updated_at.isoformat(),
+            }
+            for d in rows
+        ],
+    }

@@ -1,0 +1,200 @@
+"""A runnable fake council CRM speaking Netcall Liberty Create's `case_to_crm` REST API.
+
+The demo and the tests drive it through `/_control/` to inject failures and see what arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import secrets
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+CASE_PATH = "/api/REST/case_to_crm/0.1"
+FUNCTION = "case_to_crm_create_update_case"
+
+
+@dataclass
+class Case:
+    reference: str
+    client_unique_identifier: str
+    received_count: int
+    record: dict[str, Any]
+
+
+class FailurePlan(BaseModel):
+    """What the next `count` case requests do instead of succeeding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(default=1, ge=0)
+    mode: Literal["status", "timeout", "hang"] = "status"
+    status: int = Field(default=503, ge=400, le=599)
+    seconds: float = Field(default=5.0, ge=0)
+
+
+class CrmState:
+    """Cases, counters and the failure plan, behind one lock: uvicorn may run beside the hub's threads."""
+
+    def __init__(self, token: str | None = None, basic: tuple[str, str] | None = None) -> None:
+        self.token, self.basic = token, basic
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cases: dict[str, Case] = {}  # by client_unique_identifier, in arrival order
+            self._requests = self._duplicates = 0
+            self._plan = FailurePlan(count=0)
+
+    def arm(self, plan: FailurePlan) -> None:
+        with self._lock:
+            self._plan = plan
+
+    def next_request(self, authorised: bool = True) -> FailurePlan | None:
+        """Count a case request and say how it must fail; refused requests do not use up the plan."""
+        with self._lock:
+            self._requests += 1
+            if not authorised or self._plan.count <= 0:
+                return None
+            self._plan = self._plan.model_copy(update={"count": self._plan.count - 1})
+            return self._plan
+
+    def record(self, record: dict[str, Any]) -> Case:
+        """Create the case, or return the existing one: Liberty Create dedupes on the identifier."""
+        key = record["client_unique_identifier"]
+        with self._lock:
+            case = self._cases.get(key)
+            if case is not None:
+                case.received_count += 1
+                self._duplicates += 1
+                return case
+            case = Case(f"CAS-{len(self._cases) + 1:06d}", key, 1, record)
+            self._cases[key] = case
+            return case
+
+    def cases(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(case) for case in self._cases.values()]
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"cases": len(self._cases), "requests": self._requests, "duplicates": self._duplicates}
+
+    def authorised(self, header: str | None) -> bool:
+        if self.token is None and self.basic is None:
+            return True
+        scheme, _, credentials = (header or "").partition(" ")
+        if self.token is not None and scheme.lower() == "bearer":
+            return secrets.compare_digest(credentials.encode(), self.token.encode())
+        if self.basic is not None and scheme.lower() == "basic":
+            expected = base64.b64encode(":".join(self.basic).encode()).decode()
+            return secrets.compare_digest(credentials.encode(), expected.encode())
+        return False
+
+
+def _error(status: int, description: str, **extra: Any) -> JSONResponse:
+    body = {"result": "error", "error_code": status, "error_desc": description, **extra}
+    return JSONResponse(body, status_code=status)
+
+
+def _missing_fields(body: dict[str, Any]) -> list[str]:
+    missing = [k for k in ("client_unique_identifier", "function") if not isinstance(body.get(k), str) or not body[k]]
+    data = body.get("data")
+    if not isinstance(data, list) or not data:
+        return [*missing, "data"]
+    for i, item in enumerate(data):
+        fields = item if isinstance(item, dict) else {}
+        missing += [f"data[{i}].{k}" for k in ("source_system", "source_ref") if fields.get(k) in (None, "")]
+    return missing
+
+
+def _accepted(reference: str) -> dict[str, Any]:
+    """Liberty Create's reply; LocalGov Drupal reads data[0].data[0].liberty_create_case_reference."""
+    inner = {"result": "success", "error_code": 0, "error_desc": "", "data": [{"liberty_create_case_reference": reference}]}
+    return {"result": "success", "error_code": 0, "error_desc": "", "data": [inner]}
+
+
+def create_app(state: CrmState | None = None) -> FastAPI:
+    crm = state if state is not None else CrmState()
+    app = FastAPI(title="CRM simulator (Liberty Create case_to_crm)")
+    app.state.crm = crm
+
+    @app.post(CASE_PATH)
+    async def case_to_crm(request: Request) -> JSONResponse:
+        authorised = crm.authorised(request.headers.get("authorization"))
+        failure = crm.next_request(authorised)
+        if not authorised:
+            return JSONResponse(
+                {"result": "error", "error_code": 401, "error_desc": "Not authorised"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer" if crm.token else 'Basic realm="crm"'},
+            )
+        if failure is not None and failure.mode == "status":
+            return _error(failure.status, f"Simulated failure ({failure.status})")
+        if failure is not None and failure.mode == "timeout":
+            await asyncio.sleep(failure.seconds)  # nothing is recorded: the request was lost in transit
+            return _error(504, "Simulated timeout")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "The body is not valid JSON")
+        if isinstance(body, dict) and body.keys() == {"payload"} and isinstance(body["payload"], dict):
+            body = body["payload"]  # LocalGov Drupal's webform handler wraps the case in "payload"
+        if not isinstance(body, dict):
+            return _error(400, "The body must be a JSON object")
+        if missing := _missing_fields(body):
+            return _error(400, f"Missing required fields: {', '.join(missing)}", missing=missing)
+        if body["function"] != FUNCTION:
+            return _error(400, f"Unknown function {body['function']!r}; expected {FUNCTION}")
+        case = crm.record(body)
+        if failure is not None and failure.mode == "hang":
+            # The case exists before the reply is late: a worker killed now must not make a second one.
+            await asyncio.sleep(failure.seconds)
+        return JSONResponse(_accepted(case.reference))
+
+    @app.post("/_control/fail")
+    async def fail(plan: FailurePlan) -> FailurePlan:
+        crm.arm(plan)
+        return plan
+
+    @app.get("/_control/cases")
+    async def cases() -> list[dict[str, Any]]:
+        return crm.cases()
+
+    @app.get("/_control/stats")
+    async def stats() -> dict[str, int]:
+        return crm.stats()
+
+    @app.post("/_control/reset")
+    async def reset() -> dict[str, str]:
+        crm.reset()
+        return {"result": "reset"}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn  # only the runnable entry point needs a server
+
+    parser = argparse.ArgumentParser(prog="python -m simulators.crm", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8101)
+    parser.add_argument("--token", default=None, help="require Authorization: Bearer <token> on case requests")
+    args = parser.parse_args(argv)
+    uvicorn.run(create_app(CrmState(token=args.token)), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

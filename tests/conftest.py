@@ -1,0 +1,65 @@
+"""Shared fixtures: real RabbitMQ and PostgreSQL servers, and markers by folder.
+
+Fixtures for the running hub belong in tests/e2e/conftest.py, not here.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.servers import PostgresServer, RabbitMQServer, close_all
+
+TESTS_DIR = Path(__file__).resolve().parent
+FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        except (ValueError, IndexError):
+            continue
+        marker = FOLDER_MARKERS.get(folder)
+        if marker is not None:
+            item.add_marker(getattr(pytest.mark, marker))
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # Turn SIGTERM into a normal exit so fixtures tear down and atexit runs close_all().
+    sys.exit(128 + signum)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # servers.py registers close_all() with atexit; SIGTERM would skip atexit by default.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    close_all()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[RabbitMQServer]:
+    """A running RabbitMQ node for the whole session (`.url`, `.stop()`, `.start()`...)."""
+    server = RabbitMQServer()
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A running PostgreSQL server for the whole session (`.url`, `.create_database()`...)."""
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.close()
