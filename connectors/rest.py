@@ -58,7 +58,7 @@ class RestConnector(Connector):
     options_model = RestOptions
     options: RestOptions
 
-    def __init__(self, name: str, options: RestOptions, secrets: Secrets) -> None:  # type: ignore[override]
+    def __init__(self, name: str, options: RestOptions, secrets: Secrets) -> None:
         super().__init__(name, options, secrets)
         timeout = httpx.Timeout(options.timeout_seconds, connect=options.connect_timeout_seconds)
         # redirects are not followed: a back office that moves must be reconfigured, not chased

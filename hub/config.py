@@ -164,8 +164,27 @@ def _strip_lines(value: Any) -> Any:
     return value
 
 
-def _read_sections(directory: Path, environ: Mapping[str, str], problems: list[str]) -> dict[str, list[tuple[str, Any]]]:
-    found: dict[str, list[tuple[str, Any]]] = {name: [] for name in SECTIONS}
+@dataclass(frozen=True)
+class _Item:
+    """One entry of a section, with where it stands and its raw form (which keeps the lines)."""
+
+    where: str
+    path: Path
+    raw: Any
+
+    def line_of(self, *keys: str | int) -> str:
+        """file:line of a nested mapping of this entry, such as one target of a route."""
+        node = self.raw
+        for key in keys:
+            try:
+                node = node[key]
+            except (KeyError, IndexError, TypeError):
+                return self.where
+        return f"{self.path}:{node[_LINE]}" if isinstance(node, dict) and _LINE in node else self.where
+
+
+def _read_sections(directory: Path, environ: Mapping[str, str], problems: list[str]) -> dict[str, list[_Item]]:
+    found: dict[str, list[_Item]] = {name: [] for name in SECTIONS}
     files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
     if not files:
         problems.append(f"{directory}: no configuration files (*.yaml) found")
@@ -188,22 +207,21 @@ def _read_sections(directory: Path, environ: Mapping[str, str], problems: list[s
                 problems.append(f"{path}:{document[_LINE]}: section {key!r} must be a list")
                 continue
             for item in items:
-                line = item.get(_LINE, "?") if isinstance(item, dict) else "?"
-                where = f"{path}:{line}"
-                found[key].append((where, _interpolate(_strip_lines(item), environ, where, problems)))
+                where = f"{path}:{item.get(_LINE, '?') if isinstance(item, dict) else '?'}"
+                found[key].append(_Item(where, path, _interpolate(item, environ, where, problems)))
     return found
 
 
-def _validate(section: str, items: list[tuple[str, Any]], problems: list[str]) -> list[tuple[str, Any]]:
+def _validate(section: str, items: list[_Item], problems: list[str]) -> list[tuple[_Item, Any]]:
     model = _MODELS[section]
-    valid: list[tuple[str, Any]] = []
-    for where, raw in items:
+    valid: list[tuple[_Item, Any]] = []
+    for item in items:
         try:
-            valid.append((where, model.model_validate(raw)))
+            valid.append((item, model.model_validate(_strip_lines(item.raw))))
         except ValidationError as exc:
             for error in exc.errors():
                 loc = ".".join(str(part) for part in error["loc"]) or "(entry)"
-                problems.append(f"{where}: {section[:-1]} {loc}: {error['msg']}")
+                problems.append(f"{item.where}: {section[:-1]} {loc}: {error['msg']}")
     return valid
 
 
@@ -218,37 +236,37 @@ def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
     connectors = _validate("connectors", sections["connectors"], problems)
     routes = _validate("routes", sections["routes"], problems)
 
-    def unique(items: list[tuple[str, Any]], attr: str, kind: str) -> dict[str, Any]:
+    def unique(items: list[tuple[_Item, Any]], attr: str, kind: str) -> dict[str, Any]:
         seen: dict[str, Any] = {}
-        for where, item in items:
-            key = getattr(item, attr)
+        for item, model in items:
+            key = getattr(model, attr)
             if key in seen:
-                problems.append(f"{where}: {kind} {key!r} is defined twice")
-            seen[key] = item
+                problems.append(f"{item.where}: {kind} {key!r} is defined twice")
+            seen[key] = model
         return seen
 
     tenant_map = unique(tenants, "id", "tenant")
     client_map = unique(clients, "id", "client")
     connector_map = unique(connectors, "name", "connector")
     key_index: dict[str, str] = {}
-    for where, client in clients:
+    for item, client in clients:
         if client.tenant not in tenant_map:
-            problems.append(f"{where}: client {client.id!r} names unknown tenant {client.tenant!r}")
+            problems.append(f"{item.where}: client {client.id!r} names unknown tenant {client.tenant!r}")
         digests = list(client.api_key_sha256)
         if client.api_key_env and environ.get(client.api_key_env):
             digests.append(hash_api_key(environ[client.api_key_env]))
         for digest in digests:
             if digest in key_index:
-                problems.append(f"{where}: client {client.id!r} shares an API key with {key_index[digest]!r}")
+                problems.append(f"{item.where}: client {client.id!r} shares an API key with {key_index[digest]!r}")
             key_index[digest] = client.id
-    for where, route in routes:
-        for target in route.to:
+    for item, route in routes:
+        for index, target in enumerate(route.to):
             if target.connector not in connector_map:
                 known = ", ".join(sorted(connector_map)) or "none"
-                problems.append(f"{where}: route for {route.form!r} names unknown connector {target.connector!r} (known: {known})")
+                problems.append(f"{item.line_of('to', index)}: route for {route.form!r} names unknown connector {target.connector!r} (known: {known})")
         for tenant in route.tenants:
             if tenant != "*" and tenant not in tenant_map:
-                problems.append(f"{where}: route for {route.form!r} names unknown tenant {tenant!r}")
+                problems.append(f"{item.where}: route for {route.form!r} names unknown tenant {tenant!r}")
     if problems:
         raise ConfigError("\n".join(problems))
     return HubConfig(

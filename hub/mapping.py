@@ -201,7 +201,7 @@ class _Compiler:
 
     def lookup(self, raw: _Lined, where: str, has_default: bool, default: Any) -> Step:
         name = raw["lookup"]
-        if name not in self.tables:
+        if not isinstance(name, str) or name not in self.tables:
             raise self.error(raw.line, f"{where}: lookup table {name!r} is not defined under tables")
         table = self.tables[name]
 

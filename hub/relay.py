@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from kombu import Connection, Producer
+from kombu.connection import Connection
+from kombu.messaging import Producer
 
 from hub import metrics
 from hub.logs import get_logger

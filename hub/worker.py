@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from kombu import Consumer
+from kombu.messaging import Consumer
 from kombu.message import Message
 
 from connectors.base import DeliveryContext

@@ -6,7 +6,6 @@ Fixtures for the running hub belong in tests/e2e/conftest.py, not here.
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, marker))
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    # Turn SIGTERM into a normal exit so fixtures tear down and atexit runs close_all().
-    sys.exit(128 + signum)
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    # Treat SIGTERM like Ctrl-C: pytest stops, tears fixtures down, and atexit runs close_all().
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # servers.py registers close_all() with atexit; SIGTERM would skip atexit by default.
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -39,7 +39,7 @@ def load(engine: Engine, delivery_id: int) -> DeliveryJob | None:
     with engine.connect() as conn:
         row = conn.execute(
             select(
-                deliveries.c.id,
+                deliveries.c.id.label("delivery_id"),
                 deliveries.c.connector,
                 deliveries.c.state,
                 deliveries.c.attempts,
@@ -53,7 +53,7 @@ def load(engine: Engine, delivery_id: int) -> DeliveryJob | None:
             .join(submissions, submissions.c.id == deliveries.c.submission_id)
             .where(deliveries.c.id == delivery_id)
         ).first()
-    return DeliveryJob(*row) if row is not None else None
+    return DeliveryJob(**row._asdict()) if row is not None else None
 
 
 def _finish(

@@ -49,6 +49,8 @@ def test_rabbitmq_keeps_a_persistent_message_on_a_quorum_queue_across_restart(
         assert message.payload == {"reference": "CCH-0001"}
         message.ack()
         simple.close()
+        queue(conn.default_channel).delete()
+        exchange(conn.default_channel).delete()
 
 
 def test_rabbitmqctl_reaches_the_test_node(rabbitmq: RabbitMQServer) -> None:

@@ -39,7 +39,7 @@ def test_a_route_to_an_unknown_connector_is_reported_with_file_and_line(tmp_path
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path, {})
     message = str(caught.value)
-    assert f"{tmp_path / 'routes.yaml'}:2" in message
+    assert f"{tmp_path / 'routes.yaml'}:3" in message
     assert "unknown connector 'crn' (known: crm)" in message
 
 

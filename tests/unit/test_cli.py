@@ -1,0 +1,78 @@
+"""The `hub` command as ICT staff run it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from hub.config import hash_api_key
+from hub.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def hub(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args], cwd=REPO, env={**clean, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_config_check_passes_on_the_shipped_configuration() -> None:
+    result = hub("config", "check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "configuration OK"
+
+
+def test_config_check_lists_every_problem_by_file_and_line(tmp_path: Path) -> None:
+    settings = Settings()
+    config, mappings = tmp_path / "config", tmp_path / "mappings"
+    shutil.copytree(settings.config_dir, config)
+    shutil.copytree(settings.mappings_dir, mappings)
+    routes = (config / "routes.yaml").read_text().replace("connector: garden-waste", "connector: garden-wast")
+    (config / "routes.yaml").write_text(routes)
+    case = mappings / "missed-bin-collection.crm.cases" / "general-uprn.json"
+    case.write_text(case.read_text().replace('"function": "case_to_crm_create_update_case"', '"function": "something_else"'))
+    result = hub("config", "check", env={"HUB_CONFIG_DIR": str(config), "HUB_MAPPINGS_DIR": str(mappings)})
+    assert result.returncode == 1
+    line = next(n for n, text in enumerate(routes.splitlines(), 1) if "garden-wast" in text)
+    assert f"{config / 'routes.yaml'}:{line}: route for 'missed-bin-collection' names unknown connector 'garden-wast'" in result.stderr
+    assert f"{case}: mapping produced a different record than expected: at /function: got 'case_to_crm_create_update_case', expected 'something_else'" in result.stderr
+    assert "2 problem(s) found" in result.stderr
+
+
+def test_demo_once_delivers_every_sample_and_prints_what_each_back_office_received(tmp_path: Path) -> None:
+    result = hub("demo", "--once", "--port", "0", env={"HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    samples = sorted((REPO / "schemas").glob("*/samples/*.json"))
+    for path in samples:
+        assert re.search(rf"{path.parent.parent.name}\s+{path.stem}\s+[A-Z]{{3}}-\w{{10}}\s+crm\s+delivered\s+CAS-\d{{6}}", result.stdout), path
+    assert f"crm (http://127.0.0.1:" in result.stdout
+    assert re.search(r"(\d+) of \1 deliveries delivered", result.stdout)
+    assert (tmp_path / "demo.log").exists()
+
+
+def test_demo_once_fails_when_a_sample_reaches_no_back_office(tmp_path: Path) -> None:
+    schemas = tmp_path / "schemas"
+    shutil.copytree(Settings().schemas_dir, schemas)
+    (schemas / "dog-fouling" / "samples").mkdir(parents=True)
+    (schemas / "dog-fouling" / "1.json").write_text('{"type": "object"}')
+    (schemas / "dog-fouling" / "samples" / "park.json").write_text('{"where": "Victoria Park"}')
+    result = hub(
+        "demo", "--once", "--port", "0", "--timeout", "5",
+        env={"HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "HUB_SCHEMAS_DIR": str(schemas)},
+    )
+    assert result.returncode == 1, result.stdout
+    assert re.search(r"dog-fouling\s+park\s+\S+\s+-\s+no route", result.stdout)
+    assert "NOT ALL DELIVERED" in result.stdout
+
+
+def test_new_key_prints_a_key_and_the_hash_to_configure() -> None:
+    result = hub("clients", "new-key")
+    key = re.search(r"API key .*: (\S+)", result.stdout).group(1)  # type: ignore[union-attr]
+    digest = re.search(r"api_key_sha256 .*: ([0-9a-f]{64})", result.stdout).group(1)  # type: ignore[union-attr]
+    assert hash_api_key(key) == digest
