@@ -92,9 +92,9 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
         posted = _post_samples(api.url, api_key, settings.schemas_dir, runtime.forms.ids())
         statuses = _wait(runtime, [p.reference for p in posted if p.reference], timeout)
         all_delivered = _report(posted, statuses, simulators)
+        print(f"\nThe demo client's API key: {api_key}   (set your own with HUB_DEMO_API_KEY)")
         if once:
             return 0 if all_delivered else 1
-        print(f"\nThe demo client's API key: {api_key}   (set your own with HUB_DEMO_API_KEY)")
         sample = json.dumps(_samples(settings.schemas_dir, ["missed-bin-collection"])[0][2])
         print("Try it:\n"
               f"  curl -s -X POST {api.url}/v1/forms/missed-bin-collection/submissions \\\n"

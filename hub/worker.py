@@ -22,7 +22,7 @@ from kombu.message import Message
 
 from connectors.base import DeliveryContext
 from hub import metrics
-from hub.errors import DeliveryError, MappingError, TransientError
+from hub.errors import ConfigError, DeliveryError, MappingError, PermanentError, TransientError
 from hub.logs import get_logger, personal_data
 from hub.retry import decide
 from hub.runtime import Runtime
@@ -88,6 +88,8 @@ class Worker:
             outcome = self.runtime.connector(job.connector).send(record, context)
         except DeliveryError as error:
             return self._failed(job, attempt, started, error)
+        except ConfigError as error:  # e.g. a credential's environment variable is not set
+            return self._failed(job, attempt, started, PermanentError(f"configuration: {error}"))
         except Exception as exc:  # a fault in connector code: retried like a transient error, never looped
             log.exception("connector_raised", attempt=attempt)
             return self._failed(job, attempt, started, TransientError(f"unexpected {type(exc).__name__} in connector"))

@@ -110,3 +110,30 @@ def test_no_personal_data_or_secret_reaches_any_log_line(stack: HubProcesses) ->
         assert value not in logs, f"{value!r} leaked into a log line"
     for line in logs.splitlines():
         json.loads(line)  # every line is a JSON object
+
+
+def test_a_worker_for_one_connector_leaves_the_other_connectors_queue_alone(stack: HubProcesses) -> None:
+    stack.start_api()
+    stack.start_worker("garden-only", "--connector", "garden-waste")
+    garden = json.loads((SCHEMAS / "missed-bin-collection" / "samples" / "garden-uprn.json").read_text())
+    [reference] = post_many(stack, 1, garden)
+    deadline = time.monotonic() + 30
+    while stack.garden.stats()["cases"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1)
+    assert stack.crm.stats()["requests"] == 0
+    stack.start_worker("crm-only", "--connector", "crm")
+    states = {d["connector"]: d["state"] for d in stack.wait_settled([reference])[reference]["deliveries"]}
+    assert states == {"crm": "delivered", "garden-waste": "delivered"}
+
+
+def test_a_worker_for_an_unknown_connector_refuses_to_start_and_names_the_known_ones(stack: HubProcesses) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "worker", "--connector", "crn"], env=stack.env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "unknown connector(s) crn; configured: crm, garden-waste" in result.stderr

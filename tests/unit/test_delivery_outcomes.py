@@ -80,3 +80,10 @@ def test_every_attempt_is_kept_for_the_audit_trail(hub: EmbeddedHub) -> None:
     with hub.runtime.engine.connect() as conn:
         rows = conn.execute(select(attempts.c.number, attempts.c.outcome, attempts.c.error).order_by(attempts.c.id)).all()
     assert [tuple(r) for r in rows] == [(1, "transient", "crm answered HTTP 500"), (2, "delivered", None)]
+
+
+def test_a_missing_credential_parks_at_once_naming_the_variable(hub: EmbeddedHub) -> None:
+    hub.runtime.secrets._environ.pop("CRM_API_TOKEN")
+    [delivery] = hub.wait_until_settled(submit(hub))["deliveries"]
+    assert delivery["state"] == "parked" and delivery["attempts"] == 1
+    assert delivery["last_error"] == "configuration: environment variable CRM_API_TOKEN is not set"
