@@ -97,11 +97,13 @@ def test_no_personal_data_or_secret_reaches_any_log_line(stack: HubProcesses) ->
     planted["notes"] = "Gate code 4417, side passage by the shed"
     with stack.client() as client:
         ok = client.post("/v1/forms/missed-bin-collection/submissions", json=planted).json()["reference"]
+        stack.wait_settled([ok])
         stack.crm.arm(FailurePlan(count=1, mode="status", status=400))
         parked = client.post("/v1/forms/missed-bin-collection/submissions", json=planted).json()["reference"]
         invalid = {**planted, "email": "not-an-email plant.7f3a9c"}
         assert client.post("/v1/forms/missed-bin-collection/submissions", json=invalid).status_code == 422
     settled = stack.wait_settled([ok, parked])
+    assert settled[ok]["deliveries"][0]["state"] == "delivered"
     assert settled[parked]["deliveries"][0]["state"] == "parked"
     logs = stack.all_logs()
     # the logs were written, and carry the references
