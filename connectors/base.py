@@ -89,5 +89,14 @@ class Connector(ABC):
     def check(self) -> Health:
         """Test settings, connectivity and credentials without sending a record."""
 
+    def validate_record(self, record: Mapping[str, Any]) -> list[str]:
+        """Problems that would stop the back office accepting this record, found offline
+        (`hub config check` runs it on every mapping case). The default finds none."""
+        return []
+
+    def describe(self) -> str:
+        """What this connector sends where, for `hub connectors describe`."""
+        return f"{self.name}: {type(self).__name__}"
+
     def close(self) -> None:
         """Release connections; the default has nothing to release."""

@@ -20,12 +20,19 @@ ENTRY_POINT_GROUP = "hub.connectors"
 class ConnectorRegistry:
     def __init__(self) -> None:
         self._types: dict[str, type[Connector]] = {}
+        # types whose package failed to import: an error only for connectors that use them
+        self._broken: dict[str, str] = {}
 
     @classmethod
     def from_entry_points(cls) -> ConnectorRegistry:
         registry = cls()
         for entry in entry_points(group=ENTRY_POINT_GROUP):
-            registry.register(entry.name, entry.load())
+            try:
+                loaded = entry.load()
+            except Exception as exc:
+                registry._broken[entry.name] = f"{entry.value}: {type(exc).__name__}: {exc}"
+                continue
+            registry.register(entry.name, loaded)
         return registry
 
     def register(self, type_name: str, connector_class: type[Connector]) -> type[Connector]:
@@ -40,6 +47,8 @@ class ConnectorRegistry:
         return sorted(self._types)
 
     def get(self, type_name: str) -> type[Connector]:
+        if type_name in self._broken:
+            raise ConfigError(f"connector type {type_name!r} could not be loaded ({self._broken[type_name]})")
         try:
             return self._types[type_name]
         except KeyError:

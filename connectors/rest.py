@@ -121,6 +121,10 @@ class RestConnector(Connector):
             return Health(False, f"back office unhealthy (HTTP {response.status_code})")
         return Health(True, f"reachable (HTTP {response.status_code})")
 
+    def describe(self) -> str:
+        auth = self.options.auth.type if self.options.auth else "none"
+        return f"{self.name}: REST/JSON {self.options.method} {self.options.url} (auth: {auth}, timeout {self.options.timeout_seconds:g} s)"
+
     def close(self) -> None:
         self._client.close()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.base import Secrets
+from connectors.base import Connector, Secrets
 from connectors.registry import ConnectorRegistry
 from hub.config import HubConfig, load_config
 from hub.errors import HubError
@@ -38,22 +38,28 @@ def check_configuration(
         mappings = load_mappings(settings.mappings_dir)
     except HubError as exc:
         problems.extend(str(exc).splitlines())
+    connectors: dict[str, Connector] = {}
     if config is not None:
-        problems.extend(_check_connectors(config, registry or ConnectorRegistry.from_entry_points(), environ))
+        connectors = _build_connectors(config, registry or ConnectorRegistry.from_entry_points(), environ, problems)
     if config is not None and forms is not None:
         problems.extend(_check_routes(settings, config, forms, mappings))
-    problems.extend(_check_cases(settings, mappings, forms))
+    problems.extend(_check_cases(settings, mappings, forms, connectors))
+    for connector in connectors.values():
+        connector.close()
     return problems
 
 
-def _check_connectors(config: HubConfig, registry: ConnectorRegistry, environ: Mapping[str, str]) -> list[str]:
-    problems: list[str] = []
+def _build_connectors(
+    config: HubConfig, registry: ConnectorRegistry, environ: Mapping[str, str], problems: list[str]
+) -> dict[str, Connector]:
+    """Builds every connector offline: options valid, WSDLs load, operations exist."""
+    built: dict[str, Connector] = {}
     for name, connector_config in sorted(config.connectors.items()):
         try:
-            registry.build(connector_config, Secrets(environ)).close()
+            built[name] = registry.build(connector_config, Secrets(environ))
         except HubError as exc:
             problems.append(f"connectors: {exc}")
-    return problems
+    return built
 
 
 def _check_routes(
@@ -81,7 +87,10 @@ def _check_routes(
 
 
 def _check_cases(
-    settings: Settings, mappings: dict[tuple[str, str], RecordMapping], forms: FormRegistry | None
+    settings: Settings,
+    mappings: dict[tuple[str, str], RecordMapping],
+    forms: FormRegistry | None,
+    connectors: Mapping[str, Connector],
 ) -> list[str]:
     problems: list[str] = []
     try:
@@ -103,6 +112,9 @@ def _check_cases(
             continue
         if record != case.expected:
             problems.append(f"{case.path}: mapping produced a different record than expected: {_difference(record, case.expected)}")
+        if (connector := connectors.get(case.key[1])) is not None:
+            for problem in connector.validate_record(case.expected):
+                problems.append(f"{case.path}: expected record is not valid for connector {case.key[1]!r}: {problem}")
     return problems
 
 

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -19,15 +19,17 @@ from hub.settings import Settings
 app = typer.Typer(help="Council Connector Hub", no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(help="Check the configuration before deploying it.", no_args_is_help=True)
 clients_app = typer.Typer(help="Front-end clients and their API keys.", no_args_is_help=True)
+connectors_app = typer.Typer(help="The configured back-office connectors.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(clients_app, name="clients")
+app.add_typer(connectors_app, name="connectors")
 
 
 def _settings() -> Settings:
     return Settings()
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(message, err=True)
     raise typer.Exit(code)
 
@@ -128,6 +130,55 @@ def config_check() -> None:
             typer.echo(problem, err=True)
         _fail(f"{len(problems)} problem(s) found", 1)
     typer.echo("configuration OK")
+
+
+def _connectors() -> tuple[Any, list[str]]:
+    from connectors.base import Secrets
+    from connectors.registry import ConnectorRegistry
+    from hub.config import load_config
+
+    settings = _settings()
+    try:
+        config = load_config(settings.config_dir, os.environ)
+    except HubError as exc:
+        _fail(str(exc))
+    registry = ConnectorRegistry.from_entry_points()
+    return (lambda name: registry.build(config.connectors[name], Secrets(os.environ))), sorted(config.connectors)
+
+
+@connectors_app.command("check")
+def connectors_check() -> None:
+    """Call each connector's live check (connectivity, credentials) and print a table."""
+    build, names = _connectors()
+    rows: list[tuple[str, str, str]] = []
+    for name in names:
+        try:
+            connector = build(name)
+            health = connector.check()
+            connector.close()
+            rows.append((name, "ok" if health.ok else "FAILING", health.detail))
+        except HubError as exc:
+            rows.append((name, "FAILING", str(exc)))
+    width = max(len(r[0]) for r in rows) if rows else 10
+    typer.echo(f"{'connector':<{width}}  state    detail")
+    for name, state, detail in rows:
+        typer.echo(f"{name:<{width}}  {state:<7}  {detail}")
+    if any(state != "ok" for _, state, _ in rows):
+        raise typer.Exit(1)
+
+
+@connectors_app.command("describe")
+def connectors_describe(name: Annotated[str, typer.Argument(help="A configured connector's name")]) -> None:
+    """Print what a connector sends where (for SOAP: its operations and their argument types)."""
+    build, names = _connectors()
+    if name not in names:
+        _fail(f"no connector {name!r}; configured: {', '.join(names)}")
+    try:
+        connector = build(name)
+    except HubError as exc:
+        _fail(str(exc))
+    typer.echo(connector.describe())
+    connector.close()
 
 
 @clients_app.command("new-key")

@@ -26,11 +26,7 @@ from hub.settings import Settings
 from hub.store import submissions as store
 from hub.store.migrate import upgrade
 from hub.worker import Worker
-from simulators.crm import CrmState
-from simulators.crm import create_app as create_crm
-
-# the simulated back offices: connector name -> (environment variable for its URL, for its token)
-BACK_OFFICES = {"crm": ("CRM_URL", "CRM_API_TOKEN"), "garden-waste": ("GARDEN_WASTE_URL", "GARDEN_WASTE_API_TOKEN")}
+from simulators.catalogue import DemoBackOffice, start_all
 
 
 @dataclass
@@ -66,13 +62,7 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
     env = dict(environ)
     api_key = settings.demo_api_key or secrets.token_urlsafe(24)
     env["HUB_DEMO_API_KEY"] = api_key
-    simulators: dict[str, tuple[CrmState, ServerThread]] = {}
-    for name, (url_var, token_var) in BACK_OFFICES.items():
-        token = env.setdefault(token_var, secrets.token_urlsafe(16))
-        state = CrmState(token=token)
-        server = ServerThread(create_crm(state)).start()
-        env[url_var] = server.url
-        simulators[name] = (state, server)
+    simulators = start_all(env)
 
     runtime = Runtime.build(settings, env)
     upgrade(runtime.engine)
@@ -109,8 +99,8 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
         stop.set()
         worker_thread.join(10)
         api.stop()
-        for _, server in simulators.values():
-            server.stop()
+        for office in simulators:
+            office.stop()
         runtime.close()
         log_file.close()
 
@@ -143,7 +133,7 @@ def _wait(runtime: Runtime, references: list[str], timeout: float) -> dict[str, 
         time.sleep(0.2)
 
 
-def _report(posted: list[Posted], statuses: dict[str, dict[str, Any]], simulators: Mapping[str, tuple[CrmState, ServerThread]]) -> bool:
+def _report(posted: list[Posted], statuses: dict[str, dict[str, Any]], simulators: list[DemoBackOffice]) -> bool:
     rows: list[list[str]] = []
     ok = True
     for item in posted:
@@ -160,9 +150,8 @@ def _report(posted: list[Posted], statuses: dict[str, dict[str, Any]], simulator
             rows.append([item.form_id, item.sample, item.reference, d["connector"], d["state"], d["external_reference"] or d["last_error"] or ""])
     print(_table(rows, ["form", "sample", "reference", "back office", "state", "back-office reference"]))
     print("\nWhat each back office received:")
-    for name, (state, server) in simulators.items():
-        stats = state.stats()
-        print(f"  {name} ({server.url}): {stats['cases']} record(s) from {stats['requests']} request(s), {stats['duplicates']} duplicate(s) absorbed")
+    for office in simulators:
+        print(f"  {office.name} ({office.url}): {office.summary()}")
     delivered = sum(1 for r in rows if r[4] == "delivered")
     print(f"\n{delivered} of {len(rows)} deliveries delivered" + ("" if ok else " — NOT ALL DELIVERED"))
     return ok

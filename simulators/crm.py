@@ -198,3 +198,32 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class _DemoCrm:
+    """A CRM simulator started by the demo, reporting what it received."""
+
+    def __init__(self, name: str, state: CrmState) -> None:
+        from hub.serving import ServerThread
+
+        self.name, self.state = name, state
+        self._server = ServerThread(create_app(state)).start()
+        self.url = self._server.url
+
+    def summary(self) -> str:
+        stats = self.state.stats()
+        return f"{stats['cases']} case(s) from {stats['requests']} request(s), {stats['duplicates']} duplicate(s) absorbed"
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def demo(env: dict[str, str]) -> list[_DemoCrm]:
+    """The council CRM and the garden-waste team's case system (a second instance)."""
+    started = []
+    for name, url_var, token_var in (("crm", "CRM_URL", "CRM_API_TOKEN"), ("garden-waste", "GARDEN_WASTE_URL", "GARDEN_WASTE_API_TOKEN")):
+        token = env.setdefault(token_var, secrets.token_urlsafe(16))
+        office = _DemoCrm(name, CrmState(token=token))
+        env[url_var] = office.url
+        started.append(office)
+    return started
