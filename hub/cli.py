@@ -22,7 +22,9 @@ clients_app = typer.Typer(help="Front-end clients and their API keys.", no_args_
 connectors_app = typer.Typer(help="The configured back-office connectors.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(clients_app, name="clients")
+deliveries_app = typer.Typer(help="Find parked deliveries and replay them.", no_args_is_help=True)
 app.add_typer(connectors_app, name="connectors")
+app.add_typer(deliveries_app, name="deliveries")
 
 
 def _settings() -> Settings:
@@ -179,6 +181,75 @@ def connectors_describe(name: Annotated[str, typer.Argument(help="A configured c
         _fail(str(exc))
     typer.echo(connector.describe())
     connector.close()
+
+
+def _since(value: str | None) -> Any:
+    """An ISO 8601 time, or a span back from now such as 30m, 2h or 7d."""
+    from datetime import UTC, datetime, timedelta
+
+    if value is None:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if value[:-1].isdigit() and value[-1] in units:
+        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"--since {value!r} is neither an ISO 8601 time nor a span like 30m, 2h or 7d")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _print_deliveries(rows: list[dict[str, Any]]) -> None:
+    typer.echo(f"{'id':>8}  {'reference':<14}  {'connector':<14}  {'attempts':>8}  reason")
+    for row in rows:
+        typer.echo(f"{row['delivery_id']:>8}  {row['reference']:<14}  {row['connector']:<14}  {row['attempts']:>8}  {row['last_error']}")
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    connector: Annotated[Optional[str], typer.Option(help="Only this connector")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Parked since (ISO time, or 30m / 2h / 7d ago)")] = None,
+    reason_contains: Annotated[Optional[str], typer.Option(help="Only reasons containing this text")] = None,
+) -> None:
+    """List parked deliveries with their reasons."""
+    from hub.store.db import make_engine
+    from hub.store.replay import ParkedFilter, find_parked
+
+    engine = make_engine(_settings().database_url)
+    rows = find_parked(engine, ParkedFilter(connector=connector, since=_since(since), reason_contains=reason_contains))
+    _print_deliveries(rows)
+    typer.echo(f"{len(rows)} parked deliveries")
+
+
+@deliveries_app.command("replay")
+def deliveries_replay(
+    delivery_id: Annotated[Optional[int], typer.Argument(help="One delivery's id (see `hub deliveries list`)")] = None,
+    connector: Annotated[Optional[str], typer.Option(help="Every parked delivery of this connector")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Parked since (ISO time, or 30m / 2h / 7d ago)")] = None,
+    reason_contains: Annotated[Optional[str], typer.Option(help="Only reasons containing this text")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be replayed, change nothing")] = False,
+) -> None:
+    """Re-queue parked deliveries: mapped again from the original payload, with a fresh retry
+    budget; each replay is written to the audit log."""
+    import getpass
+
+    from hub.store.db import make_engine
+    from hub.store.replay import ParkedFilter, replay
+
+    if delivery_id is None and not (connector or since or reason_contains):
+        _fail("name a delivery id, or filter with --connector, --since or --reason-contains")
+    flt = ParkedFilter(
+        ids=(delivery_id,) if delivery_id is not None else (),
+        connector=connector,
+        since=_since(since),
+        reason_contains=reason_contains,
+    )
+    engine = make_engine(_settings().database_url)
+    rows = replay(engine, flt, f"cli:{getpass.getuser()}", dry_run=dry_run)
+    _print_deliveries(rows)
+    if delivery_id is not None and not rows:
+        _fail(f"delivery {delivery_id} is not parked")
+    typer.echo(f"{len(rows)} deliveries {'would be replayed (dry run)' if dry_run else 'replayed'}")
 
 
 @clients_app.command("new-key")

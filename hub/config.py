@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jmespath
 import yaml
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub.errors import ConfigError
 
-SECTIONS = ("tenants", "clients", "connectors", "routes")
+SECTIONS = ("tenants", "clients", "connectors", "routes", "staff")
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _LINE = "__line__"
 
@@ -64,11 +64,22 @@ class RetryPolicy(_Model):
     cap_seconds: float = Field(default=600.0, gt=0)
 
 
+class CircuitPolicy(_Model):
+    """After `failure_threshold` transient failures in a row the connector's circuit opens: its
+    deliveries wait `open_seconds` (not counted as attempts), then one probe decides."""
+
+    failure_threshold: int = Field(default=5, ge=1, le=1000)
+    open_seconds: float = Field(default=30.0, gt=0, le=86400)
+
+
 class ConnectorConfig(_Model):
     name: str = Field(pattern=_NAME)
     type: str
     options: dict[str, Any] = Field(default_factory=dict)
     retry: RetryPolicy = RetryPolicy()
+    circuit: CircuitPolicy = CircuitPolicy()
+    # deliveries sent at once for this connector; the worker's --concurrency when unset
+    concurrency: int | None = Field(default=None, ge=1, le=256)
 
 
 class RouteTarget(_Model):
@@ -92,11 +103,35 @@ class Route(_Model):
     to: tuple[RouteTarget, ...] = Field(min_length=1)
 
 
+Role = Literal["viewer", "caseworker", "operator", "admin"]
+
+
+class Staff(_Model):
+    """A member of staff using the admin API: roles, and the tenant they work for ("*" for all)."""
+
+    id: str = Field(pattern=_NAME)
+    name: str = ""
+    tenant: str = "*"
+    roles: tuple[Role, ...] = Field(min_length=1)
+    token_sha256: tuple[str, ...] = ()
+    # development only: the token itself is given in this environment variable at start-up
+    token_env: str | None = None
+
+    def can(self, role: Role) -> bool:
+        # each role includes the ones below it
+        order = ("viewer", "caseworker", "operator", "admin")
+        return any(order.index(mine) >= order.index(role) for mine in self.roles)
+
+    def sees(self, tenant: str) -> bool:
+        return self.tenant in ("*", tenant)
+
+
 _MODELS: dict[str, type[_Model]] = {
     "tenants": Tenant,
     "clients": Client,
     "connectors": ConnectorConfig,
     "routes": Route,
+    "staff": Staff,
 }
 
 
@@ -113,10 +148,16 @@ class HubConfig:
     routes: tuple[Route, ...]
     # api-key digest -> client id, built once so authentication is one dict look-up
     key_index: dict[str, str] = field(default_factory=dict)
+    staff: dict[str, Staff] = field(default_factory=dict)
+    staff_index: dict[str, str] = field(default_factory=dict)
 
     def client_for_key(self, key: str) -> Client | None:
         client_id = self.key_index.get(hash_api_key(key))
         return self.clients[client_id] if client_id else None
+
+    def staff_for_token(self, token: str) -> Staff | None:
+        staff_id = self.staff_index.get(hash_api_key(token))
+        return self.staff[staff_id] if staff_id else None
 
     def forms_routed(self) -> set[str]:
         return {route.form for route in self.routes}
@@ -235,6 +276,7 @@ def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
     clients = _validate("clients", sections["clients"], problems)
     connectors = _validate("connectors", sections["connectors"], problems)
     routes = _validate("routes", sections["routes"], problems)
+    staff = _validate("staff", sections["staff"], problems)
 
     def unique(items: list[tuple[_Item, Any]], attr: str, kind: str) -> dict[str, Any]:
         seen: dict[str, Any] = {}
@@ -248,6 +290,16 @@ def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
     tenant_map = unique(tenants, "id", "tenant")
     client_map = unique(clients, "id", "client")
     connector_map = unique(connectors, "name", "connector")
+    staff_map = unique(staff, "id", "staff member")
+    staff_index: dict[str, str] = {}
+    for item, member in staff:
+        if member.tenant != "*" and member.tenant not in tenant_map:
+            problems.append(f"{item.where}: staff {member.id!r} names unknown tenant {member.tenant!r}")
+        tokens = list(member.token_sha256)
+        if member.token_env and environ.get(member.token_env):
+            tokens.append(hash_api_key(environ[member.token_env]))
+        for digest in tokens:
+            staff_index[digest] = member.id
     key_index: dict[str, str] = {}
     for item, client in clients:
         if client.tenant not in tenant_map:
@@ -275,4 +327,6 @@ def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
         connectors=connector_map,
         routes=tuple(route for _, route in routes),
         key_index=key_index,
+        staff=staff_map,
+        staff_index=staff_index,
     )

@@ -15,3 +15,5 @@ DELIVERY_SECONDS = Histogram(
     ["connector"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+CIRCUIT_STATE = Gauge("hub_circuit_state", "Each connector's circuit: 0 closed, 1 half-open, 2 open", ["connector"])
+PARKED = Gauge("hub_deliveries_parked", "Deliveries parked now, by connector (as last counted)", ["connector"])

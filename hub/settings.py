@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     mappings_dir: Path = REPO_ROOT / "mappings"
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # checked before schema validation, so a hostile payload costs little
+    max_depth: int = Field(default=32, gt=0, le=1000)
+    max_string_length: int = Field(default=100_000, gt=0)
     log_level: str = "info"
     log_json: bool = True
 

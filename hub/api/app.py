@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from hub.api import intake, problems
+from hub.api import admin, intake, problems
 from hub.relay import Relay
 from hub.runtime import Runtime
 
@@ -42,6 +42,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.state.relay = relay
     problems.install(app)
     app.include_router(intake.router)
+    app.include_router(admin.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
+from hub.api.bounds import bound_errors
 from hub.api.deps import ClientDep, RelayDep, RuntimeDep
 from hub.api.problems import Problem
 from hub.logs import get_logger, personal_data
@@ -108,7 +109,7 @@ async def submit(
         payload: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, "malformed-json", f"The body is not valid JSON: {exc}.") from None
-    errors = form.errors(payload)
+    errors = bound_errors(payload, runtime.settings.max_depth, runtime.settings.max_string_length) or form.errors(payload)
     if errors:
         metrics.SUBMISSIONS.labels(form_id, "invalid").inc()
         # only pointers are logged: the values may be personal data

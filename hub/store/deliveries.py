@@ -23,6 +23,8 @@ class DeliveryJob:
     connector: str
     state: str
     attempts: int
+    attempts_base: int
+    next_attempt_at: datetime | None
     reference: str
     tenant: str
     form_id: str
@@ -43,6 +45,8 @@ def load(engine: Engine, delivery_id: int) -> DeliveryJob | None:
                 deliveries.c.connector,
                 deliveries.c.state,
                 deliveries.c.attempts,
+                deliveries.c.attempts_base,
+                deliveries.c.next_attempt_at,
                 submissions.c.reference,
                 submissions.c.tenant,
                 submissions.c.form_id,
@@ -99,8 +103,12 @@ def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, ext
         )
 
 
-def record_retry(engine: Engine, delivery_id: int, started_at: datetime, error: str, retry_at: datetime) -> int | None:
-    """Schedules the next attempt: the relay publishes the outbox row once `retry_at` has come."""
+def record_retry(
+    engine: Engine, delivery_id: int, started_at: datetime, error: str, retry_at: datetime, via_outbox: bool
+) -> int | None:
+    """Schedules the next attempt. With `via_outbox` the relay publishes an outbox row once
+    `retry_at` has come (brokers without delay queues); otherwise the worker parks the message
+    in a delay queue itself."""
     with engine.begin() as conn:
         number = _finish(
             conn,
@@ -110,7 +118,7 @@ def record_retry(engine: Engine, delivery_id: int, started_at: datetime, error: 
             {"state": "retrying", "last_error": error, "next_attempt_at": retry_at},
             error,
         )
-        if number is not None:
+        if number is not None and via_outbox:
             connector = conn.execute(select(deliveries.c.connector).where(deliveries.c.id == delivery_id)).scalar_one()
             conn.execute(insert(outbox).values(delivery_id=delivery_id, connector=connector, available_at=retry_at))
         return number
@@ -126,3 +134,16 @@ def record_parked(engine: Engine, delivery_id: int, started_at: datetime, error:
             {"state": "parked", "last_error": error, "next_attempt_at": None},
             error,
         )
+
+
+def defer(engine: Engine, delivery_id: int, until: datetime, via_outbox: bool) -> None:
+    """Makes an open delivery wait without counting an attempt (its connector's circuit is open)."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(OPEN_STATES))
+            .values(next_attempt_at=until, updated_at=datetime.now(UTC))
+            .returning(deliveries.c.connector)
+        ).first()
+        if row is not None and via_outbox:
+            conn.execute(insert(outbox).values(delivery_id=delivery_id, connector=row.connector, available_at=until))

@@ -85,6 +85,8 @@ deliveries = Table(
     # pending -> delivered, or pending -> retrying -> ... -> parked
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
+    # attempts made before the last replay: a replayed delivery gets its full retry budget again
+    Column("attempts_base", Integer, nullable=False, default=0, server_default="0"),
     Column("last_error", Text),
     Column("external_reference", String(255)),
     Column("next_attempt_at", UTCDateTime),
@@ -117,4 +119,28 @@ outbox = Table(
     # a retry waits here until its backoff is over; the relay publishes rows that are due
     Column("available_at", UTCDateTime, nullable=False),
     Index("ix_outbox_available", "available_at"),
+)
+
+circuits = Table(
+    "connector_circuits",
+    metadata,
+    Column("connector", String(64), primary_key=True),
+    # closed | open | half_open
+    Column("state", String(16), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("opened_until", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("tenant", String(64)),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("detail", Json),
+    Index("ix_audit_log_at", "at"),
 )

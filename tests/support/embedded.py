@@ -17,7 +17,7 @@ import httpx
 from kombu import Connection
 
 from hub.api.app import create_app
-from hub.config import RetryPolicy, load_config
+from hub.config import CircuitPolicy, RetryPolicy, load_config
 from hub.relay import Relay
 from hub.runtime import Runtime
 from hub.serving import ServerThread
@@ -28,6 +28,8 @@ from simulators.crm import CrmState
 from simulators.crm import create_app as create_crm
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_seconds=0.05, cap_seconds=0.2)
+# out of the way unless a test is about the circuit breaker
+LENIENT_CIRCUIT = CircuitPolicy(failure_threshold=1000, open_seconds=1.0)
 
 
 @dataclass
@@ -38,6 +40,9 @@ class EmbeddedHub:
     garden: CrmState
     key: str
     westvale_key: str
+    staff_token: str
+    westvale_staff_token: str
+    relay: Relay
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -46,6 +51,10 @@ class EmbeddedHub:
     def post(self, form_id: str, payload: Any, key: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key or self.key}", **kwargs.pop("headers", {})}
         return self.client.post(f"/v1/forms/{form_id}/submissions", json=payload, headers=headers, **kwargs)
+
+    def admin(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.staff_token}"}
+        return self.client.request(method, f"/v1/admin{path}", headers=headers, **kwargs)
 
     def status(self, reference: str, key: str | None = None) -> httpx.Response:
         return self.client.get(f"/v1/submissions/{reference}", headers={"Authorization": f"Bearer {key or self.key}"})
@@ -63,11 +72,14 @@ class EmbeddedHub:
 
 
 @contextmanager
-def embedded_hub(tmp_path: Path, max_body_bytes: int = 1024 * 1024) -> Iterator[EmbeddedHub]:
+def embedded_hub(tmp_path: Path, max_body_bytes: int = 1024 * 1024, circuit: CircuitPolicy | None = None) -> Iterator[EmbeddedHub]:
     crm, garden = CrmState(token="crm-token-" + secrets.token_hex(4)), CrmState(token="gw-token-" + secrets.token_hex(4))
     crm_server, garden_server = ServerThread(create_crm(crm)).start(), ServerThread(create_crm(garden)).start()
     key, westvale_key = "demo-key-" + secrets.token_hex(8), "westvale-key-" + secrets.token_hex(8)
+    staff_token, westvale_staff_token = "staff-" + secrets.token_hex(8), "wv-staff-" + secrets.token_hex(8)
     env = {
+        "HUB_DEMO_STAFF_TOKEN": staff_token,
+        "HUB_WESTVALE_STAFF_TOKEN": westvale_staff_token,
         "HUB_DEMO_API_KEY": key,
         "HUB_WESTVALE_API_KEY": westvale_key,
         "CRM_URL": crm_server.url,
@@ -86,7 +98,7 @@ def embedded_hub(tmp_path: Path, max_body_bytes: int = 1024 * 1024) -> Iterator[
     )
     config = load_config(settings.config_dir, env)
     for name, connector in list(config.connectors.items()):
-        config.connectors[name] = connector.model_copy(update={"retry": FAST_RETRY})
+        config.connectors[name] = connector.model_copy(update={"retry": FAST_RETRY, "circuit": circuit or LENIENT_CIRCUIT})
     runtime = Runtime.build(settings, env, config=config)
     upgrade(runtime.engine)
     relay = Relay(runtime)
@@ -95,7 +107,7 @@ def embedded_hub(tmp_path: Path, max_body_bytes: int = 1024 * 1024) -> Iterator[
     worker = Worker(runtime, concurrency=4)
     thread = threading.Thread(target=worker.run, args=(stop, 2.0), daemon=True)
     thread.start()
-    hub = EmbeddedHub(api.url, runtime, crm, garden, key, westvale_key)
+    hub = EmbeddedHub(api.url, runtime, crm, garden, key, westvale_key, staff_token, westvale_staff_token, relay)
     try:
         yield hub
     finally:

@@ -1,0 +1,125 @@
+"""Parked deliveries, found by filter, and replayed: back to pending with a fresh retry budget.
+
+The worker maps from the original payload again, so a mapping fixed since the delivery
+parked takes effect. Every replay is written to the audit log: who, when, which delivery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, Select, func, insert, select, update
+
+from hub.store.tables import audit_log, deliveries, outbox, submissions
+
+
+@dataclass(frozen=True)
+class ParkedFilter:
+    ids: tuple[int, ...] = ()
+    connector: str | None = None
+    since: datetime | None = None
+    reason_contains: str | None = None
+    # None: every tenant (an operator working for all of them)
+    tenant: str | None = None
+    limit: int = 10_000
+
+
+def _query(flt: ParkedFilter) -> Select[Any]:
+    query = (
+        select(
+            deliveries.c.id,
+            submissions.c.reference,
+            deliveries.c.tenant,
+            deliveries.c.connector,
+            deliveries.c.attempts,
+            deliveries.c.last_error,
+            deliveries.c.updated_at,
+        )
+        .join(submissions, submissions.c.id == deliveries.c.submission_id)
+        .where(deliveries.c.state == "parked")
+        .order_by(deliveries.c.id)
+        .limit(flt.limit)
+    )
+    if flt.ids:
+        query = query.where(deliveries.c.id.in_(flt.ids))
+    if flt.connector:
+        query = query.where(deliveries.c.connector == flt.connector)
+    if flt.since:
+        query = query.where(deliveries.c.updated_at >= flt.since)
+    if flt.reason_contains:
+        query = query.where(deliveries.c.last_error.contains(flt.reason_contains, autoescape=True))
+    if flt.tenant is not None:
+        query = query.where(deliveries.c.tenant == flt.tenant)
+    return query
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    return {
+        "delivery_id": row.id,
+        "reference": row.reference,
+        "tenant": row.tenant,
+        "connector": row.connector,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "parked_at": row.updated_at.isoformat(),
+    }
+
+
+def find_parked(engine: Engine, flt: ParkedFilter) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [_as_dict(r) for r in conn.execute(_query(flt)).all()]
+
+
+def replay(engine: Engine, flt: ParkedFilter, actor: str, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Re-queues the parked deliveries the filter selects; with dry_run, only says which."""
+    if dry_run:
+        return find_parked(engine, flt)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        rows = conn.execute(_query(flt).with_for_update(of=deliveries)).all()
+        chosen = [_as_dict(r) for r in rows]
+        for item in chosen:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == item["delivery_id"], deliveries.c.state == "parked")
+                .values(state="pending", attempts_base=deliveries.c.attempts, next_attempt_at=None, updated_at=now)
+            )
+            conn.execute(insert(outbox).values(delivery_id=item["delivery_id"], connector=item["connector"], available_at=now))
+            conn.execute(
+                insert(audit_log).values(
+                    at=now,
+                    actor=actor,
+                    tenant=item["tenant"],
+                    action="replay",
+                    target=f"delivery:{item['delivery_id']}",
+                    detail={"reference": item["reference"], "connector": item["connector"], "last_error": item["last_error"]},
+                )
+            )
+    return chosen
+
+
+def audit_entries(engine: Engine, action: str | None = None, tenant: str | None = None) -> list[dict[str, Any]]:
+    query = select(audit_log).order_by(audit_log.c.id)
+    if action:
+        query = query.where(audit_log.c.action == action)
+    if tenant is not None:
+        query = query.where(audit_log.c.tenant == tenant)
+    with engine.connect() as conn:
+        return [
+            {"at": r.at.isoformat(), "actor": r.actor, "tenant": r.tenant, "action": r.action, "target": r.target, "detail": r.detail}
+            for r in conn.execute(query).all()
+        ]
+
+
+def counts_by_connector(engine: Engine, tenant: str | None = None) -> dict[str, dict[str, int]]:
+    """How many deliveries each connector has in each state (for one tenant, or all)."""
+    query = select(deliveries.c.connector, deliveries.c.state, func.count()).group_by(deliveries.c.connector, deliveries.c.state)
+    if tenant is not None:
+        query = query.where(deliveries.c.tenant == tenant)
+    found: dict[str, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for connector, state, count in conn.execute(query).all():
+            found.setdefault(connector, {})[state] = int(count)
+    return found
