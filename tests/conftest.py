@@ -1,7 +1,5 @@
-"""Shared fixtures: real RabbitMQ and PostgreSQL servers, and markers by folder.
-
-Fixtures for the running hub belong in tests/e2e/conftest.py, not here.
-"""
+"""Shared fixtures: real RabbitMQ and PostgreSQL servers, the hub's own processes on them, and
+markers by folder."""
 
 from __future__ import annotations
 
@@ -12,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.processes import HubProcesses, hub_processes
 from tests.support.servers import PostgresServer, RabbitMQServer, close_all
 
 TESTS_DIR = Path(__file__).resolve().parent
-FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
+FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "faults": "faults"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,3 +61,16 @@ def postgres() -> Iterator[PostgresServer]:
         yield server.start()
     finally:
         server.close()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture()
+def stack(tmp_path: Path, postgres: PostgresServer, rabbitmq: RabbitMQServer) -> Iterator[HubProcesses]:
+    """The hub's real processes with a fresh database and queue namespace, on the session's servers."""
+    hub = hub_processes(tmp_path, postgres.create_database(f"hub_stack_{next(_databases)}"), rabbitmq.url)
+    try:
+        yield hub
+    finally:
+        hub.close()

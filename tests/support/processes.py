@@ -35,6 +35,30 @@ class HubProcesses:
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _servers: list[ServerThread] = field(default_factory=list)
 
+    def override_connector(self, name: str, **fields: Any) -> None:
+        """Changes one connector's settings (retry, circuit, options...) in a private copy of the
+        configuration, for processes started afterwards."""
+        import shutil
+
+        import yaml
+
+        config = self.workdir / "config"
+        if not config.exists():
+            shutil.copytree(REPO / "config", config)
+            self.env["HUB_CONFIG_DIR"] = str(config)
+        for path in sorted(config.glob("*.yaml")):
+            document = yaml.safe_load(path.read_text()) or {}
+            for entry in document.get("connectors", []):
+                if entry["name"] == name:
+                    for key, value in fields.items():
+                        if isinstance(value, dict) and isinstance(entry.get(key), dict):
+                            entry[key] = {**entry[key], **value}
+                        else:
+                            entry[key] = value
+                    path.write_text(yaml.safe_dump(document, sort_keys=False))
+                    return
+        raise KeyError(f"no connector {name!r} in the configuration")
+
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
