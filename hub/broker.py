@@ -7,6 +7,7 @@ no message TTL or dead-lettering, so there retries wait in the outbox instead (`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -102,3 +103,87 @@ class Topology:
             self.queue(connector)(channel).declare()
             if not self.in_process:
                 self.dead_queue(connector)(channel).declare()
+
+
+class BatchPublisher:
+    """Publishes a batch of messages and then waits once for the broker's confirms of all of it.
+
+    Waiting for a confirm after every message caps a publisher at ~1.5-2k/s; publishing the
+    batch and collecting the (usually `multiple`) acks afterwards is where the speed comes from.
+    On the in-process transport there are no confirms: messages are handed over directly.
+    """
+
+    def __init__(self, topology: Topology, confirm_timeout: float = 30.0) -> None:
+        self._topology = topology
+        self._timeout = confirm_timeout
+        self._connection = Connection(
+            topology.settings.broker_url,
+            connect_timeout=topology.settings.broker_connect_timeout,
+            transport_options={"polling_interval": 0.01},
+            heartbeat=0,
+        )
+        self._unconfirmed: set[int] = set()
+        self._nacked = 0
+        self._next_tag = 1
+        self._channel: Any = None
+        self._producer: Any = None
+
+    def connect(self, connectors: Iterable[str]) -> None:
+        self._connection.ensure_connection(max_retries=self._topology.hosts())
+        self._topology.declare(self._connection, connectors)
+        if self._topology.in_process:
+            from kombu.messaging import Producer
+
+            self._producer = Producer(self._connection.default_channel)
+            return
+        channel = self._connection.channel()
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._channel = channel
+
+    def _settle(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            self._unconfirmed = {t for t in self._unconfirmed if t > tag}
+        else:
+            self._unconfirmed.discard(tag)
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._settle(tag, multiple)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        before = len(self._unconfirmed)
+        self._settle(tag, multiple)
+        self._nacked += before - len(self._unconfirmed)
+
+    def publish_many(self, messages: list[tuple[str, bytes]], exchange: str) -> None:
+        """Publishes (routing key, JSON body) pairs; returns once the broker has confirmed every
+        one, and raises if it refused any or did not answer in time."""
+        if self._producer is not None:
+            for routing_key, body in messages:
+                self._producer.publish(body, exchange=exchange, routing_key=routing_key, content_type="application/json", content_encoding="utf-8", delivery_mode=2, retry=False)
+            return
+        import amqp
+        from amqp import spec
+
+        channel = self._channel
+        for routing_key, body in messages:
+            message = amqp.Message(body, content_type="application/json", content_encoding="utf-8", delivery_mode=2)
+            channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
+            self._unconfirmed.add(self._next_tag)
+            self._next_tag += 1
+        deadline = time.monotonic() + self._timeout
+        while self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the broker did not confirm {len(self._unconfirmed)} message(s) in {self._timeout:g} s")
+            channel.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=remaining)
+        if self._nacked:
+            nacked, self._nacked = self._nacked, 0
+            raise RuntimeError(f"the broker refused {nacked} message(s)")
+
+    def close(self) -> None:
+        try:
+            self._connection.release()
+        except Exception:  # already broken; nothing more to release
+            pass

@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from kombu.connection import Connection
-from kombu.messaging import Producer
+import orjson
 
 from hub import metrics
+from hub.broker import BatchPublisher
 from hub.logs import get_logger
 from hub.runtime import Runtime
 from hub.store import outbox
@@ -26,8 +26,7 @@ class Relay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._connection: Connection | None = None
-        self._producer: Producer | None = None
+        self._publisher: BatchPublisher | None = None
         self._connectors = set(runtime.connector_names())
 
     def wake(self) -> None:
@@ -75,17 +74,12 @@ class Relay:
             rows = outbox.claim_due(conn, self.runtime.settings.relay_batch, sorted(self._connectors))
             if not rows:
                 return 0
-            producer = self._ensure_producer()
-            exchange = self.runtime.topology.exchange
+            publisher = self._ensure_publisher()
+            publisher.publish_many(
+                [(row.connector, orjson.dumps({"delivery_id": row.delivery_id, "connector": row.connector})) for row in rows],
+                self.runtime.topology.exchange.name,
+            )
             for row in rows:
-                producer.publish(
-                    {"delivery_id": row.delivery_id, "connector": row.connector},
-                    exchange=exchange,
-                    routing_key=row.connector,
-                    serializer="json",
-                    delivery_mode=2,
-                    retry=False,
-                )
                 metrics.PUBLISHED.labels(row.connector).inc()
             # rows go only after every publish above was confirmed; a crash before this line
             # republishes them, which the worker and the back office's idempotency key absorb
@@ -93,22 +87,21 @@ class Relay:
         log.debug("relay_published", count=len(rows))
         return len(rows)
 
-    def _ensure_producer(self) -> Producer:
-        if self._producer is None:
-            connection = self.runtime.topology.connect()
-            connection.ensure_connection(max_retries=1)
-            self.runtime.topology.declare(connection, self._connectors)
-            self._connection = connection
-            self._producer = Producer(connection.default_channel)
-        return self._producer
+    def _ensure_publisher(self) -> BatchPublisher:
+        if self._publisher is None:
+            publisher = BatchPublisher(self.runtime.topology)
+            try:
+                publisher.connect(self._connectors)
+            except Exception:
+                publisher.close()
+                raise
+            self._publisher = publisher
+        return self._publisher
 
     def _disconnect(self) -> None:
-        connection, self._connection, self._producer = self._connection, None, None
-        if connection is not None:
-            try:
-                connection.release()
-            except Exception:  # already broken; nothing more to release
-                pass
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()
 
     def health(self) -> dict[str, Any]:
-        return {"running": bool(self._thread and self._thread.is_alive()), "connected": self._producer is not None}
+        return {"running": bool(self._thread and self._thread.is_alive()), "connected": self._publisher is not None}

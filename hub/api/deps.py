@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from hub.api.batching import IntakeBatcher
 from hub.api.problems import Problem
 from hub.config import Client
 from hub.relay import Relay
@@ -25,6 +26,11 @@ def get_relay(request: Request) -> Relay | None:
     return relay
 
 
+def get_batcher(request: Request) -> IntakeBatcher:
+    batcher: IntakeBatcher = request.app.state.batcher
+    return batcher
+
+
 def get_client(
     runtime: Annotated[Runtime, Depends(get_runtime)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -41,3 +47,4 @@ def get_client(
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RelayDep = Annotated["Relay | None", Depends(get_relay)]
 ClientDep = Annotated[Client, Depends(get_client)]
+BatcherDep = Annotated[IntakeBatcher, Depends(get_batcher)]

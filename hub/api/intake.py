@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
 from hub.api.bounds import bound_errors
-from hub.api.deps import ClientDep, RelayDep, RuntimeDep
+from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep
 from hub.api.problems import Problem
 from hub.logs import get_logger, personal_data
 from hub.store import submissions as store
@@ -95,6 +95,7 @@ async def submit(
     runtime: RuntimeDep,
     relay: RelayDep,
     client: ClientDep,
+    batcher: BatcherDep,
     version: int | None = Query(default=None, ge=1, description="Form version; the newest when omitted"),
     idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
 ) -> JSONResponse:
@@ -135,7 +136,7 @@ async def submit(
     )
     with personal_data(form.pii_values(payload)):
         try:
-            accepted = await run_in_threadpool(store.accept, runtime.engine, new)
+            accepted = await batcher.accept(new)
         except store.IdempotencyConflict as exc:
             raise Problem(
                 409,

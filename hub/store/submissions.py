@@ -75,6 +75,51 @@ def accept(engine: Engine, new: NewSubmission) -> Accepted:
     raise RuntimeError("could not allocate a unique reference after 5 tries")
 
 
+def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted]:
+    """Stores many submissions (none with an Idempotency-Key) in one transaction: three
+    multi-row inserts instead of three round trips per submission. Used for group commit."""
+    if any(new.idempotency_key is not None for new in batch):
+        raise ValueError("submissions with an Idempotency-Key are stored one by one")
+    now = datetime.now(UTC)
+    references = [new_reference(new.reference_prefix) for new in batch]
+    try:
+        with engine.begin() as conn:
+            ids = conn.execute(
+                insert(submissions).returning(submissions.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "reference": reference,
+                        "tenant": new.tenant,
+                        "client_id": new.client_id,
+                        "form_id": new.form_id,
+                        "form_version": new.form_version,
+                        "payload": new.payload,
+                        "received_at": now,
+                        "idempotency_key": None,
+                        "body_sha256": new.body_sha256,
+                    }
+                    for new, reference in zip(batch, references)
+                ],
+            ).scalars().all()
+            wanted = [(sid, new.tenant, c) for sid, new in zip(ids, batch) for c in new.connectors]
+            if wanted:
+                delivery_ids = conn.execute(
+                    insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True),
+                    [
+                        {"submission_id": sid, "tenant": tenant, "connector": c, "state": "pending", "attempts": 0, "created_at": now, "updated_at": now}
+                        for sid, tenant, c in wanted
+                    ],
+                ).scalars().all()
+                conn.execute(
+                    insert(outbox),
+                    [{"delivery_id": did, "connector": c, "available_at": now} for did, (_, _, c) in zip(delivery_ids, wanted)],
+                )
+    except IntegrityError:
+        # a reference collided (vanishingly rare): store them one by one instead
+        return [accept(engine, new) for new in batch]
+    return [Accepted(reference, now, created=True) for reference in references]
+
+
 def _by_idempotency_key(engine: Engine, new: NewSubmission) -> Accepted | None:
     with engine.connect() as conn:
         row = conn.execute(

@@ -99,3 +99,13 @@ def test_two_relays_never_claim_the_same_outbox_row(engine: Engine) -> None:
         theirs = outbox.claim_due(second, 100, ["crm", "garden-waste"])
         assert len(mine) == 12 and len(theirs) == 8
         assert not {r.id for r in mine} & {r.id for r in theirs}
+
+
+def test_a_group_commit_stores_every_submission_with_its_deliveries_and_outbox_rows(engine: Engine) -> None:
+    batch = [new(connectors=["crm", "garden-waste"] if n % 2 else ["crm"]) for n in range(50)]
+    accepted = store.accept_many(engine, batch)
+    assert len({a.reference for a in accepted}) == 50
+    assert counts(engine) == (50, 75, 75)
+    for item, result in zip(batch, accepted):
+        status = store.status(engine, "eastmoor", result.reference)
+        assert status is not None and [d["connector"] for d in status["deliveries"]] == item.connectors
