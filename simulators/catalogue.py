@@ -12,6 +12,8 @@ from typing import Protocol
 
 BACK_OFFICES = [
     "simulators.crm",
+    "simulators.mail",
+    "simulators.backoffice_amqp",
 ]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +72,14 @@ class EmbeddedHub:
 
 
 @contextmanager
-def embedded_hub(tmp_path: Path, max_body_bytes: int = 1024 * 1024, circuit: CircuitPolicy | None = None) -> Iterator[EmbeddedHub]:
+def embedded_hub(
+    tmp_path: Path,
+    max_body_bytes: int = 1024 * 1024,
+    circuit: CircuitPolicy | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[EmbeddedHub]:
+    """`env` adds to (or overrides) the environment the configuration is read with: endpoints
+    and credentials of further simulators a test starts."""
     crm, garden = CrmState(token="crm-token-" + secrets.token_hex(4)), CrmState(token="gw-token-" + secrets.token_hex(4))
     crm_server, garden_server = ServerThread(create_crm(crm)).start(), ServerThread(create_crm(garden)).start()
     key, westvale_key = "demo-key-" + secrets.token_hex(8), "westvale-key-" + secrets.token_hex(8)
@@ -86,6 +93,7 @@ def embedded_hub(tmp_path: Path, max_body_bytes: int = 1024 * 1024, circuit: Cir
         "CRM_API_TOKEN": crm.token or "",
         "GARDEN_WASTE_URL": garden_server.url,
         "GARDEN_WASTE_API_TOKEN": garden.token or "",
+        **(env or {}),
     }
     # each test gets its own in-process broker namespace, so no message leaks between tests
     settings = Settings(

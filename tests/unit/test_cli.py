@@ -50,8 +50,11 @@ def test_demo_once_delivers_every_sample_and_prints_what_each_back_office_receiv
     assert result.returncode == 0, result.stdout + result.stderr
     samples = sorted((REPO / "schemas").glob("*/samples/*.json"))
     for path in samples:
-        assert re.search(rf"{path.parent.parent.name}\s+{path.stem}\s+[A-Z]{{3}}-\w{{10}}\s+crm\s+delivered\s+CAS-\d{{6}}", result.stdout), path
-    assert f"crm (http://127.0.0.1:" in result.stdout
+        rows = re.findall(rf"^{path.parent.parent.name}\s+{path.stem}\s+[A-Z]{{3}}-\w{{10}}\s+(\S+)\s+(\S+)", result.stdout, re.M)
+        assert rows and all(state == "delivered" for _, state in rows), (path, rows)
+    # the CRM's own case references are shown
+    assert re.search(r"^missed-bin-collection\s+general-uprn\s+\S+\s+crm\s+delivered\s+CAS-\d{6}", result.stdout, re.M)
+    assert "crm (http://127.0.0.1:" in result.stdout
     assert re.search(r"(\d+) of \1 deliveries delivered", result.stdout)
     assert (tmp_path / "demo.log").exists()
 
