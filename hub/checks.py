@@ -15,7 +15,8 @@ from hub.config import HubConfig, load_config
 from hub.errors import HubError
 from hub.forms import FormRegistry, load_forms
 from hub.mapping import Mapping as RecordMapping
-from hub.mapping import load_mappings, mapping_cases
+from hub.mapping import load_mappings
+from hub.mapping_cases import mapping_cases
 from hub.settings import Settings
 
 

@@ -18,7 +18,7 @@ from connectors.email import EmailConnector, EmailOptions, record_csv
 from connectors.registry import ConnectorRegistry
 from hub.config import ConnectorConfig, load_config
 from hub.errors import ConfigError, PermanentError, TransientError
-from hub.mapping import mapping_cases
+from hub.mapping_cases import mapping_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "mappings"

@@ -10,7 +10,8 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from hub.mapping import Mapping, MappingCase, load_mappings, mapping_cases
+from hub.mapping import Mapping, load_mappings
+from hub.mapping_cases import MappingCase, mapping_cases
 
 pytestmark = pytest.mark.unit
 

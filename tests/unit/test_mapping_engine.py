@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from hub.errors import ConfigError, MappingError
-from hub.mapping import Mapping, load_mappings, mapping_cases
+from hub.mapping import Mapping, load_mappings
+from hub.mapping_cases import mapping_cases
 
 pytestmark = pytest.mark.unit
 
