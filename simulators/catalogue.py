@@ -14,6 +14,8 @@ BACK_OFFICES = [
     "simulators.crm",
     "simulators.mail",
     "simulators.backoffice_amqp",
+    "simulators.revenues",
+    "simulators.waste",
 ]
 
 

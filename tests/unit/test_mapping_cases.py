@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema_rs
 import pytest
 
+from hub.forms import schema_validator
 from hub.mapping import Mapping, load_mappings
 from hub.mapping_cases import MappingCase, mapping_cases
 
@@ -22,10 +22,18 @@ CASES = mapping_cases(MAPPINGS, SCHEMAS)
 SAMPLES = sorted(SCHEMAS.glob("*/samples/*.json"))
 
 
+def schema_path(form_id: str) -> Path:
+    return max((SCHEMAS / form_id).glob("[0-9]*.json"), key=lambda p: int(p.stem))
+
+
 def schema_for(form_id: str) -> dict[str, Any]:
-    latest = max((SCHEMAS / form_id).glob("[0-9]*.json"), key=lambda p: int(p.stem))
-    schema: dict[str, Any] = json.loads(latest.read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(schema_path(form_id).read_text(encoding="utf-8"))
     return schema
+
+
+def validator_for(form_id: str, validate_formats: bool = False) -> Any:
+    """The form's validator as the hub compiles it (relative `$ref`s resolve beside the file)."""
+    return schema_validator(schema_for(form_id), schema_path(form_id), validate_formats)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +54,7 @@ def test_mapping_turns_the_case_payload_into_exactly_the_expected_record(
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_case_payloads_are_valid_against_their_form_schema(case: MappingCase) -> None:
-    validator = jsonschema_rs.validator_for(schema_for(case.key[0]), validate_formats=True)
+    validator = validator_for(case.key[0], validate_formats=True)
     assert [error.message for error in validator.iter_errors(case.payload)] == []
 
 
@@ -58,7 +66,7 @@ def test_every_form_has_at_least_three_samples() -> None:
 @pytest.mark.parametrize("validate_formats", [False, True], ids=["structure", "with-formats"])
 @pytest.mark.parametrize("sample", SAMPLES, ids=[f"{p.parts[-3]}/{p.stem}" for p in SAMPLES])
 def test_sample_is_valid_against_its_schema(sample: Path, validate_formats: bool) -> None:
-    validator = jsonschema_rs.validator_for(schema_for(sample.parts[-3]), validate_formats=validate_formats)
+    validator = validator_for(sample.parts[-3], validate_formats=validate_formats)
     payload = json.loads(sample.read_text(encoding="utf-8"))
     assert [error.message for error in validator.iter_errors(payload)] == []
 
@@ -66,7 +74,7 @@ def test_sample_is_valid_against_its_schema(sample: Path, validate_formats: bool
 @pytest.mark.parametrize("sample", SAMPLES, ids=[f"{p.parts[-3]}/{p.stem}" for p in SAMPLES])
 def test_an_invalid_copy_of_the_sample_is_rejected(sample: Path) -> None:
     schema = schema_for(sample.parts[-3])
-    validator = jsonschema_rs.validator_for(schema)
+    validator = validator_for(sample.parts[-3])
     payload = json.loads(sample.read_text(encoding="utf-8"))
     assert not validator.is_valid({**copy.deepcopy(payload), "unexpected_field": "x"})
     for required in schema["required"]:
@@ -91,7 +99,7 @@ def test_an_invalid_copy_of_the_sample_is_rejected(sample: Path) -> None:
 def test_schemas_reject_bad_fields_at_their_json_pointer(
     form_id: str, sample: str, change: dict[str, Any], pointer: str
 ) -> None:
-    validator = jsonschema_rs.validator_for(schema_for(form_id))
+    validator = validator_for(form_id)
     payload = json.loads((SCHEMAS / form_id / "samples" / f"{sample}.json").read_text(encoding="utf-8"))
     pointers = {"/" + "/".join(map(str, error.instance_path)) for error in validator.iter_errors({**payload, **change})}
     assert pointer in pointers
@@ -99,7 +107,7 @@ def test_schemas_reject_bad_fields_at_their_json_pointer(
 
 @pytest.mark.parametrize(("form_id", "value"), [("missed-bin-collection", "not-an-email"), ("report-fly-tipping", "x@")])
 def test_formats_are_asserted_when_switched_on(form_id: str, value: str) -> None:
-    validator = jsonschema_rs.validator_for(schema_for(form_id), validate_formats=True)
+    validator = validator_for(form_id, validate_formats=True)
     sample = sorted((SCHEMAS / form_id / "samples").glob("*.json"))[0]
     payload = json.loads(sample.read_text(encoding="utf-8"))
     if form_id == "missed-bin-collection":
