@@ -16,6 +16,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from hub.api import admin, intake, problems
+from hub.api.batching import IntakeBatcher
 from hub.relay import Relay
 from hub.runtime import Runtime
 
@@ -40,6 +41,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     )
     app.state.runtime = runtime
     app.state.relay = relay
+    app.state.batcher = IntakeBatcher(runtime.engine)
     problems.install(app)
     app.include_router(intake.router)
     app.include_router(admin.router)
