@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import jsonschema_rs
 
@@ -83,10 +85,29 @@ def compile_form(form_id: str, version: int, path: Path) -> Form:
     except (OSError, ValueError) as exc:
         raise SchemaError(f"{path}: cannot read schema: {exc}") from None
     try:
-        validator = jsonschema_rs.validator_for(schema, validate_formats=True)
+        validator = schema_validator(schema, path)
     except (ValueError, jsonschema_rs.ReferencingError) as exc:
         raise SchemaError(f"{path}: schema does not compile: {exc}") from None
     return Form(form_id, version, schema, path, validator, tuple(_pii_paths(schema, ())))
+
+
+def schema_validator(schema: Any, path: Path, validate_formats: bool = True) -> Any:
+    """A validator for the schema read from `path`: a relative `$ref` is a local file beside it
+    (such as a published standard's schema kept outside the repository), never a download."""
+    return jsonschema_rs.validator_for(
+        schema, validate_formats=validate_formats, base_uri=path.resolve().as_uri(), retriever=_local_file
+    )
+
+
+def _local_file(uri: str) -> Any:
+    # a form must not change because a web server did, nor stall start-up on the network
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
+        raise ValueError(f"{uri}: only local files may be referenced, not {parts.scheme or 'relative'} URLs")
+    try:
+        return json.loads(Path(url2pathname(parts.path)).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{uri}: cannot read referenced schema: {exc}") from None
 
 
 def load_forms(directory: Path) -> FormRegistry:

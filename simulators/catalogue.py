@@ -16,6 +16,8 @@ BACK_OFFICES = [
     "simulators.backoffice_amqp",
     "simulators.revenues",
     "simulators.waste",
+    "simulators.open311",
+    "simulators.planning",
 ]
 
 

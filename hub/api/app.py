@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from hub.api import admin, intake, problems
+from hub.api import admin, govuk, intake, open311, problems
 from hub.api.batching import IntakeBatcher
 from hub.relay import Relay
 from hub.runtime import Runtime
@@ -44,6 +44,8 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.state.batcher = IntakeBatcher(runtime.engine)
     problems.install(app)
     app.include_router(intake.router)
+    app.include_router(open311.create_router(runtime.settings.config_dir / "open311" / "services.yaml"))
+    app.include_router(govuk.create_router(runtime.settings.config_dir / "govuk" / "forms.yaml"))
     app.include_router(admin.router)
 
     @app.get("/healthz", tags=["operations"])

@@ -1,0 +1,146 @@
+"""GOV.UK Forms submissions: the JSON forms-runner sends, checked against GOV.UK's own schema, stored like intake.
+
+A GOV.UK form id picks the hub form (`config/govuk/forms.yaml`, else `govuk-<form id>`), which picks the routes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+import yaml
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from hub import metrics
+from hub.api.deps import ClientDep, RelayDep, RuntimeDep
+from hub.api.intake import Receipt, read_body
+from hub.api.problems import Problem
+from hub.errors import ConfigError, SchemaError
+from hub.forms import Form, compile_form
+from hub.logs import get_logger, personal_data
+from hub.settings import REPO_ROOT
+from hub.store import submissions as store
+
+log = get_logger("hub.govuk")
+# GOV.UK's published contract, kept beside the repository, never copied into it
+SUBMISSION_SCHEMA = REPO_ROOT.parent / "shared" / "realworld" / "govuk-forms" / "json_submission_schema_v1.json"
+_FORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class GovukForms(BaseModel):
+    """GOV.UK form id -> hub form id; ids not listed go to `govuk-<id>`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    forms: dict[str, str] = {}
+
+    def hub_form(self, govuk_form_id: str) -> str:
+        return self.forms.get(govuk_form_id, f"govuk-{govuk_form_id}")
+
+
+def load_forms_map(path: Path) -> GovukForms:
+    if not path.exists():
+        return GovukForms()
+    try:
+        return GovukForms.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{path}: cannot read the GOV.UK Forms map: {exc}") from None
+
+
+def create_router(forms_file: Path, schema_path: Path = SUBMISSION_SCHEMA) -> APIRouter:
+    """The GOV.UK Forms endpoint; the form map and GOV.UK's schema are read once, here."""
+    forms_map = load_forms_map(forms_file)
+    contract: Form | None
+    try:
+        contract = compile_form("govuk-json-submission", 1, schema_path)
+    except SchemaError as exc:
+        # the rest of the hub must still start; this endpoint answers 503 until the schema is there
+        log.error("govuk_schema_unavailable", error=str(exc))
+        contract = None
+    router = APIRouter(prefix="/v1/govuk-forms", tags=["GOV.UK Forms"])
+
+    @router.post(
+        "/submissions",
+        status_code=202,
+        response_model=Receipt,
+        responses={
+            401: {"description": "Missing or unknown API key"},
+            404: {"description": "No hub form for this GOV.UK form id"},
+            409: {"description": "This submission reference was sent before with a different body"},
+            422: {"description": "Not a GOV.UK Forms JSON submission, or not valid for the hub form"},
+        },
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+    )
+    async def submit(
+        request: Request,
+        runtime: RuntimeDep,
+        relay: RelayDep,
+        client: ClientDep,
+        idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
+    ) -> JSONResponse:
+        if contract is None:
+            raise Problem(503, "service-unavailable", "GOV.UK Forms submissions cannot be checked: their schema is missing.")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise Problem(415, "unsupported-media-type", "Send the GOV.UK Forms submission as JSON with Content-Type: application/json.")
+        body = await read_body(request, runtime.settings.max_body_bytes)
+        try:
+            payload: Any = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Problem(400, "malformed-json", f"The body is not valid JSON: {exc}.") from None
+        _check(contract, payload, "This is not a GOV.UK Forms JSON submission (version 1).")
+        govuk_id = payload.get("form_id")
+        if not isinstance(govuk_id, str) or not _FORM_ID.match(govuk_id):
+            raise Problem(422, "validation-failed", "The submission has no GOV.UK form id.",
+                          errors=[{"pointer": "/form_id", "detail": "form_id is required: forms-runner sends the form's id"}])
+        form_id = forms_map.hub_form(govuk_id)
+        form = runtime.forms.get(form_id)
+        if form is None or not client.may_submit(form_id):
+            raise Problem(404, "not-found", f"There is no hub form for GOV.UK form {govuk_id} for this client.")
+        _check(form, payload, "The submission does not fit the hub form.")
+        # forms-runner gives every submission its own reference: a resend of it is a repeat
+        reference = payload.get("submission_reference")
+        key = idempotency_key or (f"govuk:{reference}" if isinstance(reference, str) and reference else None)
+        return await _store(runtime, relay, client, form, payload, body, key)
+
+    return router
+
+
+def _check(form: Form, payload: Any, detail: str) -> None:
+    problems = form.errors(payload)
+    if problems:
+        metrics.SUBMISSIONS.labels(form.form_id, "invalid").inc()
+        log.info("govuk_submission_invalid", form=form.form_id, pointers=[e.pointer for e in problems])
+        raise Problem(422, "validation-failed", f"{detail} {len(problems)} field(s) need attention.",
+                      errors=[e.as_dict() for e in problems])
+
+
+async def _store(runtime: RuntimeDep, relay: RelayDep, client: ClientDep, form: Form, payload: Any, body: bytes, key: str | None) -> JSONResponse:
+    """Stores the submission with its deliveries exactly as intake does, and answers with intake's receipt."""
+    connectors = runtime.router.connectors_for(client.tenant, form.form_id, payload)
+    new = store.NewSubmission(
+        tenant=client.tenant, client_id=client.id, form_id=form.form_id, form_version=form.version,
+        payload=payload, body_sha256=hashlib.sha256(body).hexdigest(), idempotency_key=key,
+        connectors=connectors, reference_prefix=runtime.config.tenants[client.tenant].reference_prefix,
+    )
+    with personal_data(form.pii_values(payload)):
+        try:
+            accepted = await run_in_threadpool(store.accept, runtime.engine, new)
+        except store.IdempotencyConflict as exc:
+            raise Problem(409, "idempotency-conflict", "This submission was already sent with a different body.",
+                          reference=exc.reference) from None
+        if accepted.created and relay is not None:
+            relay.wake()
+        metrics.SUBMISSIONS.labels(form.form_id, "accepted" if accepted.created else "repeat").inc()
+        with structlog.contextvars.bound_contextvars(reference=accepted.reference):
+            log.info("govuk_submission_accepted", form=form.form_id, client=client.id, deliveries=connectors, repeat=not accepted.created)
+    status_url = f"{runtime.settings.public_url.rstrip('/')}/v1/submissions/{accepted.reference}"
+    receipt = Receipt(reference=accepted.reference, status_url=status_url, received_at=accepted.received_at.isoformat())
+    return JSONResponse(receipt.model_dump(), status_code=202, headers={"Location": status_url})
