@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: demo test install install-test servers lint typecheck bench clean
 
@@ -30,6 +31,12 @@ demo: install
 
 test: install-test servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The benchmark of issue 6 (bench/README.md): the hub vs a Celery peer vs the broker's ceiling.
+# `make bench BENCH_ARGS=--quick` is a smoke run of a few minutes; results in bench/results/.
+bench: install servers
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 typecheck: install-test
 	$(BIN)/mypy

@@ -7,7 +7,6 @@ import secrets as pysecrets
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer

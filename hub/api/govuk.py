@@ -11,20 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import structlog
 import yaml
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
-from hub.api.deps import ClientDep, RelayDep, RuntimeDep
+from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep
 from hub.api.intake import Receipt, read_body
 from hub.api.problems import Problem
+from hub.api.submitting import receipt, store_submission
 from hub.errors import ConfigError, SchemaError
 from hub.forms import Form, compile_form
-from hub.logs import get_logger, personal_data
+from hub.logs import get_logger
 from hub.settings import REPO_ROOT
 from hub.store import submissions as store
 
@@ -82,6 +81,7 @@ def create_router(forms_file: Path, schema_path: Path = SUBMISSION_SCHEMA) -> AP
         request: Request,
         runtime: RuntimeDep,
         relay: RelayDep,
+        batcher: BatcherDep,
         client: ClientDep,
         idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
     ) -> JSONResponse:
@@ -108,7 +108,7 @@ def create_router(forms_file: Path, schema_path: Path = SUBMISSION_SCHEMA) -> AP
         # forms-runner gives every submission its own reference: a resend of it is a repeat
         reference = payload.get("submission_reference")
         key = idempotency_key or (f"govuk:{reference}" if isinstance(reference, str) and reference else None)
-        return await _store(runtime, relay, client, form, payload, body, key)
+        return await _store(runtime, relay, batcher, client, form, payload, body, key)
 
     return router
 
@@ -122,25 +122,11 @@ def _check(form: Form, payload: Any, detail: str) -> None:
                       errors=[e.as_dict() for e in problems])
 
 
-async def _store(runtime: RuntimeDep, relay: RelayDep, client: ClientDep, form: Form, payload: Any, body: bytes, key: str | None) -> JSONResponse:
+async def _store(runtime: RuntimeDep, relay: RelayDep, batcher: BatcherDep, client: ClientDep, form: Form, payload: Any, body: bytes, key: str | None) -> JSONResponse:
     """Stores the submission with its deliveries exactly as intake does, and answers with intake's receipt."""
-    connectors = runtime.router.connectors_for(client.tenant, form.form_id, payload)
-    new = store.NewSubmission(
-        tenant=client.tenant, client_id=client.id, form_id=form.form_id, form_version=form.version,
-        payload=payload, body_sha256=hashlib.sha256(body).hexdigest(), idempotency_key=key,
-        connectors=connectors, reference_prefix=runtime.config.tenants[client.tenant].reference_prefix,
-    )
-    with personal_data(form.pii_values(payload)):
-        try:
-            accepted = await run_in_threadpool(store.accept, runtime.engine, new)
-        except store.IdempotencyConflict as exc:
-            raise Problem(409, "idempotency-conflict", "This submission was already sent with a different body.",
-                          reference=exc.reference) from None
-        if accepted.created and relay is not None:
-            relay.wake()
-        metrics.SUBMISSIONS.labels(form.form_id, "accepted" if accepted.created else "repeat").inc()
-        with structlog.contextvars.bound_contextvars(reference=accepted.reference):
-            log.info("govuk_submission_accepted", form=form.form_id, client=client.id, deliveries=connectors, repeat=not accepted.created)
-    status_url = f"{runtime.settings.public_url.rstrip('/')}/v1/submissions/{accepted.reference}"
-    receipt = Receipt(reference=accepted.reference, status_url=status_url, received_at=accepted.received_at.isoformat())
-    return JSONResponse(receipt.model_dump(), status_code=202, headers={"Location": status_url})
+    try:
+        accepted = await store_submission(runtime, relay, batcher, client, form, payload, hashlib.sha256(body).hexdigest(), key, "govuk-forms")
+    except store.IdempotencyConflict as exc:
+        raise Problem(409, "idempotency-conflict", "This submission was already sent with a different body.",
+                      reference=exc.reference) from None
+    return receipt(runtime, accepted)

@@ -10,7 +10,6 @@ import hashlib
 from typing import Any
 
 import orjson
-import structlog
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -20,7 +19,8 @@ from hub import metrics
 from hub.api.bounds import bound_errors
 from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep
 from hub.api.problems import Problem
-from hub.logs import get_logger, personal_data
+from hub.api.submitting import receipt, store_submission
+from hub.logs import get_logger
 from hub.store import submissions as store
 
 log = get_logger("hub.intake")
@@ -121,39 +121,15 @@ async def submit(
             f"{len(errors)} field(s) need attention.",
             errors=[e.as_dict() for e in errors],
         )
-    tenant = runtime.config.tenants[client.tenant]
-    connectors = runtime.router.connectors_for(client.tenant, form_id, payload)
-    new = store.NewSubmission(
-        tenant=client.tenant,
-        client_id=client.id,
-        form_id=form.form_id,
-        form_version=form.version,
-        payload=payload,
-        body_sha256=hashlib.sha256(body).hexdigest(),
-        idempotency_key=idempotency_key,
-        connectors=connectors,
-        reference_prefix=tenant.reference_prefix,
-    )
-    with personal_data(form.pii_values(payload)):
-        try:
-            accepted = await batcher.accept(new)
-        except store.IdempotencyConflict as exc:
-            raise Problem(
-                409,
-                "idempotency-conflict",
-                "This Idempotency-Key was already used with a different body.",
-                reference=exc.reference,
-            ) from None
-        if accepted.created and relay is not None:
-            relay.wake()
-        metrics.SUBMISSIONS.labels(form_id, "accepted" if accepted.created else "repeat").inc()
-        with structlog.contextvars.bound_contextvars(reference=accepted.reference):
-            if not connectors:
-                log.warning("submission_unrouted", form=form_id, tenant=client.tenant)
-            log.info("submission_accepted", form=form_id, client=client.id, deliveries=connectors, repeat=not accepted.created)
-    status_url = f"{runtime.settings.public_url.rstrip('/')}/v1/submissions/{accepted.reference}"
-    receipt = Receipt(reference=accepted.reference, status_url=status_url, received_at=accepted.received_at.isoformat())
-    return JSONResponse(receipt.model_dump(), status_code=202, headers={"Location": status_url})
+    try:
+        accepted = await store_submission(
+            runtime, relay, batcher, client, form, payload, hashlib.sha256(body).hexdigest(), idempotency_key, "api"
+        )
+    except store.IdempotencyConflict as exc:
+        raise Problem(
+            409, "idempotency-conflict", "This Idempotency-Key was already used with a different body.", reference=exc.reference
+        ) from None
+    return receipt(runtime, accepted)
 
 
 @router.get("/submissions/{reference}", response_model=SubmissionStatus, responses={404: {"description": "Unknown reference"}})

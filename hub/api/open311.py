@@ -20,11 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
-from hub.api.deps import RelayDep, RuntimeDep
+from hub.api.deps import BatcherDep, RelayDep, RuntimeDep
 from hub.api.intake import read_body
 from hub.api.problems import Problem
+from hub.api.submitting import store_submission
 from hub.errors import ConfigError
-from hub.logs import get_logger, personal_data
+from hub.logs import get_logger
 from hub.store import submissions as store
 
 log = get_logger("hub.open311")
@@ -197,7 +198,7 @@ def create_router(services_file: Path) -> APIRouter:
         return {"service_code": service.service_code, "attributes": attributes}
 
     @router.post("/requests.json")
-    async def create_request(request: Request, runtime: RuntimeDep, relay: RelayDep) -> JSONResponse:
+    async def create_request(request: Request, runtime: RuntimeDep, relay: RelayDep, batcher: BatcherDep) -> JSONResponse:
         try:
             body = await read_body(request, runtime.settings.max_body_bytes)
         except Problem as exc:
@@ -233,23 +234,12 @@ def create_router(services_file: Path) -> APIRouter:
             return errors(400, *(f"{_source(service, e.pointer)}: {e.message}" for e in problems))
         repeat_of = fields.get(f"attribute[{offered.idempotency_attribute}]") if offered.idempotency_attribute else None
         idempotency_key = f"open311:{code}:{repeat_of[0]}" if isinstance(repeat_of, list) and repeat_of else None
-        connectors = runtime.router.connectors_for(client.tenant, form.form_id, payload)
-        new = store.NewSubmission(
-            tenant=client.tenant, client_id=client.id, form_id=form.form_id, form_version=form.version,
-            payload=payload, body_sha256=hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest(),
-            idempotency_key=idempotency_key, connectors=connectors,
-            reference_prefix=runtime.config.tenants[client.tenant].reference_prefix,
-        )
-        with personal_data(form.pii_values(payload)):
-            try:
-                accepted = await run_in_threadpool(store.accept, runtime.engine, new)
-                reference, created = accepted.reference, accepted.created
-            except store.IdempotencyConflict as exc:  # the same report sent again, edited: keep the first
-                reference, created = exc.reference, False
-            if created and relay is not None:
-                relay.wake()
-            metrics.SUBMISSIONS.labels(form.form_id, "accepted" if created else "repeat").inc()
-            log.info("open311_request_accepted", reference=reference, form=form.form_id, client=client.id, deliveries=connectors, repeat=not created)
+        body_sha256 = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        try:
+            accepted = await store_submission(runtime, relay, batcher, client, form, payload, body_sha256, idempotency_key, "open311")
+            reference = accepted.reference
+        except store.IdempotencyConflict as exc:  # the same report sent again, edited: keep the first
+            reference = exc.reference
         return JSONResponse([{"service_request_id": reference}])
 
     @router.get("/requests/{reference}.json")

@@ -11,6 +11,7 @@ import jsonschema_rs
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from hub.api.batching import IntakeBatcher
 from hub.api import govuk, problems
 from hub.settings import REPO_ROOT
 from tests.support.embedded import EmbeddedHub
@@ -122,7 +123,7 @@ def test_only_json_is_accepted(hub: EmbeddedHub) -> None:
 
 def test_without_govuks_schema_the_endpoint_says_so_and_the_hub_still_starts(hub: EmbeddedHub, tmp_path: Path) -> None:
     app = FastAPI()
-    app.state.runtime, app.state.relay = hub.runtime, None
+    app.state.runtime, app.state.relay, app.state.batcher = hub.runtime, None, IntakeBatcher(hub.runtime.engine)
     problems.install(app)
     app.include_router(govuk.create_router(tmp_path / "forms.yaml", schema_path=tmp_path / "missing.json"))
     with TestClient(app) as client:

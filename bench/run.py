@@ -1,0 +1,135 @@
+"""`make bench`: drives the real hub end to end beside a Celery peer and the broker's own ceiling,
+in one run on this machine, and writes bench/results/<UTC timestamp>/ and bench/REPORT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python bench/run.py` as well as `python -m bench.run`
+    sys.path.insert(0, str(REPO))
+
+from bench import machine, report, scenarios  # noqa: E402
+from bench.measure import Context  # noqa: E402
+from bench.processes import Group, stop_all  # noqa: E402
+from bench.sink import Sink  # noqa: E402
+
+SCENARIOS = {
+    "ceiling": scenarios.ceilings,
+    "steady": scenarios.steady_and_burst,
+    "backlog": scenarios.backlog,
+    "scaling": scenarios.scaling,
+    "peer": scenarios.peer,
+}
+QUICK = {"duration": 3.0, "burst": 1500, "backlog": 3000, "scaling_count": 1000, "peer_count": 1000,
+         "profile_count": 1000, "broker_messages": 2000, "validation_count": 500, "peer_steady": False}
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def options(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="a smoke run of about 3 minutes: every scenario, small")
+    p.add_argument("--only", default=",".join(SCENARIOS), help=f"scenarios to run, of: {', '.join(SCENARIOS)}")
+    p.add_argument("--rates", type=_floats, default=[250.0, 500.0, 1000.0], help="steady offered rates, req/s")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of each steady rate")
+    p.add_argument("--burst", type=int, default=20000, help="submissions in the burst")
+    p.add_argument("--backlog", type=int, default=100000, help="deliveries queued for the backlog drain")
+    p.add_argument("--scaling", type=_ints, default=[1, 2, 4], help="worker process counts")
+    p.add_argument("--scaling-count", type=int, default=10000, help="deliveries queued per scaling run")
+    p.add_argument("--apis", type=int, default=1, help="hub api processes")
+    p.add_argument("--workers", type=int, default=2, help="hub worker processes (steady, burst, backlog)")
+    p.add_argument("--concurrency", type=int, default=4, help="hub worker --concurrency")
+    p.add_argument("--peer-count", type=int, default=5000, help="submissions per peer setting")
+    p.add_argument("--peer-prefetch", type=_ints, default=[1, 16], help="Celery prefetch multipliers")
+    p.add_argument("--peer-concurrency", type=_ints, default=[1, 2], help="Celery worker concurrencies")
+    p.add_argument("--peer-pool", choices=["prefork", "threads"], default="prefork", help="Celery worker pool")
+    p.add_argument("--no-peer-steady", dest="peer_steady", action="store_false",
+                   help="skip the peer's steady 500/s run at its best setting")
+    p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the py-spy profiled burst")
+    p.add_argument("--profile-count", type=int, default=5000, help="submissions in the profiled burst")
+    p.add_argument("--broker-messages", type=int, default=10000, help="messages per broker-ceiling figure")
+    p.add_argument("--validation-count", type=int, default=2000, help="submissions validated per pass")
+    p.add_argument("--out", type=Path, help="results folder (default bench/results/<UTC timestamp>)")
+    p.add_argument("--no-copy", dest="copy", action="store_false", help="do not update bench/REPORT.md")
+    args = p.parse_args(argv)
+    if args.quick:
+        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--")}
+        for key, value in QUICK.items():
+            if key not in given:
+                setattr(args, key, value)
+    unknown = set(args.only.split(",")) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
+    return args
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # SIGTERM like Ctrl-C: unwind through every finally, which stops what was started
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    opts = options(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    from tests.support.servers import PostgresServer, RabbitMQServer, close_all
+
+    started = datetime.now(UTC)
+    workdir = opts.out or REPO / "bench" / "results" / started.strftime("%Y%m%dT%H%M%SZ")
+    workdir.mkdir(parents=True, exist_ok=True)
+    clock = time.monotonic()
+    print(f"bench: results in {workdir}", flush=True)
+    rabbit, postgres, sink = RabbitMQServer(), PostgresServer(), None
+    try:
+        rabbit.start()
+        postgres.start()
+        sink = Sink(workdir)
+        info = machine.machine(rabbit.url, postgres.url)
+        info.update(argv=argv, started=started.strftime("%Y-%m-%d %H:%M"))
+        (workdir / "machine.json").write_text(json.dumps(info, indent=2))
+        servers = [Group("rabbitmq", rabbit.pids()), Group("postgresql", postgres.pids())]
+        ctx = Context(workdir, sink, rabbit.url, postgres, servers, opts)
+        for name in opts.only.split(","):
+            print(f"bench: {name} ({time.monotonic() - clock:.0f} s so far)", flush=True)
+            try:
+                SCENARIOS[name](ctx)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one failed scenario is reported; the others still run
+                traceback.print_exc()
+                ctx.results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if "errors" in ctx.results:
+            ctx.save("errors", ctx.results["errors"])
+        text = report.render(ctx.results, info)
+        (workdir / "REPORT.md").write_text(text)
+        if opts.copy:
+            shutil.copyfile(workdir / "REPORT.md", REPO / "bench" / "REPORT.md")
+        print(text, flush=True)
+        print(f"bench: done in {time.monotonic() - clock:.0f} s; results in {workdir}", flush=True)
+        return 1 if ctx.results.get("errors") else 0
+    finally:
+        if sink is not None:
+            sink.stop()
+        stop_all()
+        close_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Tests of the harness's own parts, no servers needed: the sink's counting, the figures drawn from
+the load generator's times, the payloads, and the py-spy summary. Run with
+`.venv/bin/python -m pytest bench/test_harness.py -q` (not part of `make test`).
+"""
+
+from __future__ import annotations
+
+import http.client
+from pathlib import Path
+
+from bench.measure import analyse, summary_ms
+from bench.payloads import check
+from bench.profile import summarise
+from bench.sink import Sink
+
+
+def _post(port: int, key: str | None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("POST", "/records", body=b"{}", headers={"Idempotency-Key": key} if key else {})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_sink_counts_unique_keys_duplicates_and_refusals(tmp_path: Path) -> None:
+    sink = Sink(tmp_path)
+    try:
+        assert [_post(sink.port, k) for k in ("a/sink", "b/sink", "a/sink")] == [200, 200, 200]
+        sink.fail(503)
+        assert _post(sink.port, "c/sink") == 503
+        sink.fail(0)
+        stats = sink.stats()
+        assert (stats["unique"], stats["duplicates"], stats["refused"]) == (2, 1, 1)
+        assert set(sink.arrivals()) == {"a/sink", "b/sink"}
+    finally:
+        sink.stop()
+
+
+def test_latency_percentiles_are_nearest_rank_in_milliseconds() -> None:
+    figures = summary_ms([i / 1000 for i in range(1, 101)])
+    assert (figures["p50"], figures["p90"], figures["p99"], figures["max"]) == (50.0, 90.0, 99.0, 100.0)
+
+
+def test_end_to_end_latency_counts_from_when_a_request_was_due() -> None:
+    load = {"count": 3, "mode": "rate", "rate": 10.0, "connections": 1, "body_bytes_mean": 1000.0,
+            "due": [0.0, 0.1, 0.2], "sent": [0.0, 0.3, 0.3], "done": [0.01, 0.31, 0.32],
+            "status": [202, 202, 422], "reference": ["R1", "R2", ""], "errors": {"HTTP 422": 1}}
+    result = analyse(load, {"R1/sink": 0.05, "R2/sink": 0.5})
+    assert result["intake"]["accepted"] == 2
+    assert result["intake"]["latency_ms"]["max"] == 210.0  # 0.31 s done - 0.1 s due
+    assert result["end_to_end"] == {**result["end_to_end"], "completed": 2, "missing": 0}
+    assert result["end_to_end"]["latency_ms"]["max"] == 400.0
+
+
+def test_payloads_are_valid_and_about_one_kilobyte() -> None:
+    invalid, mean_size = check(300)
+    assert invalid == 0
+    assert 900 <= mean_size <= 1100
+
+
+def test_profile_summary_charges_samples_to_the_library_doing_the_work(tmp_path: Path) -> None:
+    raw = tmp_path / "profile.txt"
+    raw.write_text(
+        "run (/x/hub/worker.py:1);execute (/x/site-packages/sqlalchemy/engine/base.py:2);"
+        "recv (/usr/lib/python3.11/socket.py:3) 3\n"
+        "run (/x/hub/worker.py:1);send (/x/site-packages/httpx/_client.py:4) 1\n"
+    )
+    summary = summarise(raw)
+    assert summary["samples"] == 4
+    assert summary["by_library_percent"] == [["sqlalchemy", 75.0], ["httpx", 25.0]]
