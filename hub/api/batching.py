@@ -2,7 +2,7 @@
 
 The first submission is written at once; those that arrive while a write is under way wait
 for the next one and share it, so a quiet hub adds no latency and a busy one makes far fewer
-round trips to the database. A submission with an Idempotency-Key is stored on its own.
+round trips to the database.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ class IntakeBatcher:
         self._writing = False
 
     async def accept(self, new: store.NewSubmission) -> store.Accepted:
-        if new.idempotency_key is not None:
-            return await run_in_threadpool(store.accept, self.engine, new)
+        """Stores the submission; raises IdempotencyConflict for a reused key with another body."""
         future: asyncio.Future[store.Accepted] = asyncio.get_running_loop().create_future()
         self._waiting.append((new, future))
         if not self._writing:
@@ -44,7 +43,11 @@ class IntakeBatcher:
                             future.set_exception(exc)
                     continue
                 for (_, future), result in zip(batch, accepted):
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(result, store.IdempotencyConflict):
+                        future.set_exception(result)
+                    else:
                         future.set_result(result)
         finally:
             self._writing = False

@@ -24,7 +24,8 @@ def make_engine(url: str) -> Engine:
         return engine
     return create_engine(
         url,
-        pool_size=10,
+        # enough for the request threads, so connections are kept rather than opened per request
+        pool_size=20,
         max_overflow=20,
         pool_pre_ping=True,
         connect_args={"connect_timeout": 5},

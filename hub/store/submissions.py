@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from hub.store.tables import deliveries, outbox, submissions
@@ -75,33 +77,44 @@ def accept(engine: Engine, new: NewSubmission) -> Accepted:
     raise RuntimeError("could not allocate a unique reference after 5 tries")
 
 
-def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted]:
-    """Stores many submissions (none with an Idempotency-Key) in one transaction: three
-    multi-row inserts instead of three round trips per submission. Used for group commit."""
-    if any(new.idempotency_key is not None for new in batch):
-        raise ValueError("submissions with an Idempotency-Key are stored one by one")
+def _insert_submissions(dialect: str) -> Any:
+    """INSERT that quietly skips a repeated (client, Idempotency-Key): the repeat is then read back."""
+    elements = [submissions.c.client_id, submissions.c.idempotency_key]
+    if dialect == "postgresql":
+        return pg_insert(submissions).on_conflict_do_nothing(index_elements=elements)
+    if dialect == "sqlite":
+        return sqlite_insert(submissions).on_conflict_do_nothing(index_elements=elements)
+    return insert(submissions)
+
+
+def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted | IdempotencyConflict]:
+    """Stores many submissions in one transaction: three multi-row inserts instead of three round
+    trips each (group commit). A repeated Idempotency-Key answers with the first submission, or
+    with an IdempotencyConflict when the body differs; results follow the batch's order."""
     now = datetime.now(UTC)
     references = [new_reference(new.reference_prefix) for new in batch]
     try:
         with engine.begin() as conn:
-            ids = conn.execute(
-                insert(submissions).returning(submissions.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "reference": reference,
-                        "tenant": new.tenant,
-                        "client_id": new.client_id,
-                        "form_id": new.form_id,
-                        "form_version": new.form_version,
-                        "payload": new.payload,
-                        "received_at": now,
-                        "idempotency_key": None,
-                        "body_sha256": new.body_sha256,
-                    }
-                    for new, reference in zip(batch, references)
-                ],
-            ).scalars().all()
-            wanted = [(sid, new.tenant, c) for sid, new in zip(ids, batch) for c in new.connectors]
+            inserted = dict(
+                conn.execute(
+                    _insert_submissions(conn.dialect.name).returning(submissions.c.reference, submissions.c.id),
+                    [
+                        {
+                            "reference": reference,
+                            "tenant": new.tenant,
+                            "client_id": new.client_id,
+                            "form_id": new.form_id,
+                            "form_version": new.form_version,
+                            "payload": new.payload,
+                            "received_at": now,
+                            "idempotency_key": new.idempotency_key,
+                            "body_sha256": new.body_sha256,
+                        }
+                        for new, reference in zip(batch, references)
+                    ],
+                ).tuples().all()
+            )
+            wanted = [(inserted[ref], new.tenant, c) for new, ref in zip(batch, references) if ref in inserted for c in new.connectors]
             if wanted:
                 delivery_ids = conn.execute(
                     insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True),
@@ -114,10 +127,33 @@ def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted]:
                     insert(outbox),
                     [{"delivery_id": did, "connector": c, "available_at": now} for did, (_, _, c) in zip(delivery_ids, wanted)],
                 )
+            results: list[Accepted | IdempotencyConflict] = []
+            for new, reference in zip(batch, references):
+                if reference in inserted:
+                    results.append(Accepted(reference, now, created=True))
+                else:
+                    results.append(_earlier(conn, new))
+            return results
     except IntegrityError:
         # a reference collided (vanishingly rare): store them one by one instead
-        return [accept(engine, new) for new in batch]
-    return [Accepted(reference, now, created=True) for reference in references]
+        found: list[Accepted | IdempotencyConflict] = []
+        for new in batch:
+            try:
+                found.append(accept(engine, new))
+            except IdempotencyConflict as exc:
+                found.append(exc)
+        return found
+
+
+def _earlier(conn: Connection, new: NewSubmission) -> Accepted | IdempotencyConflict:
+    row = conn.execute(
+        select(submissions.c.reference, submissions.c.received_at, submissions.c.body_sha256).where(
+            submissions.c.client_id == new.client_id, submissions.c.idempotency_key == new.idempotency_key
+        )
+    ).one()
+    if row.body_sha256 != new.body_sha256:
+        return IdempotencyConflict(row.reference)
+    return Accepted(row.reference, row.received_at, created=False)
 
 
 def _by_idempotency_key(engine: Engine, new: NewSubmission) -> Accepted | None:

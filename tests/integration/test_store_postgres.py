@@ -109,3 +109,15 @@ def test_a_group_commit_stores_every_submission_with_its_deliveries_and_outbox_r
     for item, result in zip(batch, accepted):
         status = store.status(engine, "eastmoor", result.reference)
         assert status is not None and [d["connector"] for d in status["deliveries"]] == item.connectors
+
+
+def test_a_group_commit_answers_repeated_idempotency_keys_with_the_first_submission(engine: Engine) -> None:
+    first = store.accept(engine, new(key="portal-1"))
+    batch = [new(key="portal-1"), new(key="portal-2"), new(key="portal-2"), new(key="portal-1", body="b" * 64), new()]
+    results = store.accept_many(engine, batch)
+    assert isinstance(results[0], store.Accepted) and results[0].reference == first.reference and not results[0].created
+    assert isinstance(results[1], store.Accepted) and results[1].created
+    assert isinstance(results[2], store.Accepted) and results[2].reference == results[1].reference and not results[2].created
+    assert isinstance(results[3], store.IdempotencyConflict) and results[3].reference == first.reference
+    assert isinstance(results[4], store.Accepted) and results[4].created
+    assert counts(engine) == (3, 6, 6)
