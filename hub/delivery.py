@@ -14,6 +14,7 @@ import structlog
 
 from connectors.base import DeliveryContext
 from hub import metrics
+from hub.batch import GroupCall
 from hub.errors import ConfigError, DeliveryError, MappingError, PermanentError, TransientError
 from hub.logs import get_logger, personal_data
 from hub.retry import decide
@@ -45,6 +46,14 @@ class DeliveryHandler:
         self.runtime = runtime
         self._circuits: dict[str, tuple[float, circuits.Circuit]] = {}
         self._lock = threading.Lock()
+        engine = runtime.engine
+        # the sending threads' loads and successes reach the database together, one statement each
+        self._load: GroupCall[int, deliveries.DeliveryJob | None] = GroupCall(
+            lambda ids: deliveries.load_many(engine, ids), "hub-load"
+        )
+        self._delivered: GroupCall[tuple[int, datetime, str | None], int | None] = GroupCall(
+            lambda done: deliveries.record_delivered_many(engine, done), "hub-record"
+        )
 
     # -- circuit breaker, read through a short cache so the hot path rarely touches the database
 
@@ -77,7 +86,7 @@ class DeliveryHandler:
     # -- one delivery
 
     def handle(self, delivery_id: int) -> Result:
-        job = deliveries.load(self.runtime.engine, delivery_id)
+        job = self._load(delivery_id)
         if job is None:
             log.warning("delivery_unknown", delivery_id=delivery_id)
             return Result("unknown")
@@ -149,7 +158,7 @@ class DeliveryHandler:
             return self._failed(job, attempt, started, TransientError(f"unexpected {type(exc).__name__} in connector"))
         finally:
             metrics.DELIVERY_SECONDS.labels(job.connector).observe(time.perf_counter() - clock)
-        deliveries.record_delivered(self.runtime.engine, job.delivery_id, started, outcome.external_reference)
+        self._delivered((job.delivery_id, started, outcome.external_reference))
         metrics.DELIVERIES.labels(job.connector, "delivered").inc()
         log.info("delivered", attempt=attempt, external_reference=outcome.external_reference)
         circuit = self._circuit(job.connector)

@@ -6,11 +6,12 @@ so a redelivered message for a finished delivery changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Integer, String, column, insert, select, update, values
 
 from hub.store.tables import attempts, deliveries, outbox, submissions
 
@@ -37,26 +38,34 @@ class DeliveryJob:
         return self.state in OPEN_STATES
 
 
+def load_many(engine: Engine, delivery_ids: Sequence[int]) -> list[DeliveryJob | None]:
+    """The deliveries with these ids, in the same order (None for an unknown id): one query."""
+    with engine.connect() as conn:
+        rows = conn.execute(_job_query().where(deliveries.c.id.in_(set(delivery_ids)))).all()
+    found = {row.delivery_id: DeliveryJob(**row._asdict()) for row in rows}
+    return [found.get(delivery_id) for delivery_id in delivery_ids]
+
+
+def _job_query() -> Any:
+    return select(
+        deliveries.c.id.label("delivery_id"),
+        deliveries.c.connector,
+        deliveries.c.state,
+        deliveries.c.attempts,
+        deliveries.c.attempts_base,
+        deliveries.c.next_attempt_at,
+        submissions.c.reference,
+        submissions.c.tenant,
+        submissions.c.form_id,
+        submissions.c.form_version,
+        submissions.c.payload,
+        submissions.c.received_at,
+    ).join(submissions, submissions.c.id == deliveries.c.submission_id)
+
+
 def load(engine: Engine, delivery_id: int) -> DeliveryJob | None:
     with engine.connect() as conn:
-        row = conn.execute(
-            select(
-                deliveries.c.id.label("delivery_id"),
-                deliveries.c.connector,
-                deliveries.c.state,
-                deliveries.c.attempts,
-                deliveries.c.attempts_base,
-                deliveries.c.next_attempt_at,
-                submissions.c.reference,
-                submissions.c.tenant,
-                submissions.c.form_id,
-                submissions.c.form_version,
-                submissions.c.payload,
-                submissions.c.received_at,
-            )
-            .join(submissions, submissions.c.id == deliveries.c.submission_id)
-            .where(deliveries.c.id == delivery_id)
-        ).first()
+        row = conn.execute(_job_query().where(deliveries.c.id == delivery_id)).first()
     return DeliveryJob(**row._asdict()) if row is not None else None
 
 
@@ -101,6 +110,58 @@ def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, ext
             {"state": "delivered", "external_reference": external_reference, "next_attempt_at": None},
             None,
         )
+
+
+def record_delivered_many(engine: Engine, outcomes: Sequence[tuple[int, datetime, str | None]]) -> list[int | None]:
+    """Records many (delivery id, started, back-office reference) successes in one transaction;
+    returns each one's attempt number, or None where the delivery was already finished."""
+    now = datetime.now(UTC)
+    latest = {delivery_id: (started, reference) for delivery_id, started, reference in outcomes}
+    if engine.dialect.name != "postgresql":
+        # SQLite (the demo) cannot name a VALUES list's columns: one update each, in one transaction
+        with engine.begin() as conn:
+            numbers_each = {
+                d: _finish(conn, d, started, "delivered", {"state": "delivered", "external_reference": ref, "next_attempt_at": None}, None)
+                for d, (started, ref) in latest.items()
+            }
+        return _in_order(outcomes, {d: n for d, n in numbers_each.items() if n is not None})
+    done = values(column("id", Integer), column("ref", String), name="done").data(
+        [(delivery_id, reference) for delivery_id, (_, reference) in latest.items()]
+    )
+    with engine.begin() as conn:
+        numbers: dict[int, int] = dict(
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == done.c.id, deliveries.c.state.in_(OPEN_STATES))
+                .values(
+                    state="delivered",
+                    external_reference=done.c.ref,
+                    next_attempt_at=None,
+                    attempts=deliveries.c.attempts + 1,
+                    updated_at=now,
+                )
+                .returning(deliveries.c.id, deliveries.c.attempts)
+            ).tuples().all()
+        )
+        if numbers:
+            conn.execute(
+                insert(attempts),
+                [
+                    {"delivery_id": d, "number": n, "started_at": latest[d][0], "finished_at": now, "outcome": "delivered", "error": None}
+                    for d, n in numbers.items()
+                ],
+            )
+    return _in_order(outcomes, numbers)
+
+
+def _in_order(outcomes: Sequence[tuple[int, datetime, str | None]], numbers: dict[int, int]) -> list[int | None]:
+    # a delivery twice in one batch (a redelivered message) is recorded once; the second hears None
+    answered: set[int] = set()
+    results: list[int | None] = []
+    for delivery_id, _, _ in outcomes:
+        results.append(numbers.get(delivery_id) if delivery_id not in answered else None)
+        answered.add(delivery_id)
+    return results
 
 
 def record_retry(

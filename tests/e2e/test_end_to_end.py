@@ -139,4 +139,4 @@ def test_a_worker_for_an_unknown_connector_refuses_to_start_and_names_the_known_
     )
     assert result.returncode == 1
     assert "unknown connector(s) crn; configured: " in result.stderr
-    assert "crm, garden-waste" in result.stderr
+    assert "crm, feedback-email, garden-waste" in result.stderr
