@@ -44,6 +44,8 @@ def check_configuration(
         connectors = _build_connectors(config, registry or ConnectorRegistry.from_entry_points(), environ, problems)
     if config is not None and forms is not None:
         problems.extend(_check_routes(settings, config, forms, mappings))
+    if forms is not None:
+        problems.extend(_check_front_doors(settings, forms))
     problems.extend(_check_cases(settings, mappings, forms, connectors))
     for connector in connectors.values():
         connector.close()
@@ -84,6 +86,29 @@ def _check_routes(
             problems.append(f"{mapping.path}: maps to unknown connector {connector!r}")
         if forms.get(form_id) is None:
             problems.append(f"{mapping.path}: maps unknown form {form_id!r}")
+    return problems
+
+
+def _check_front_doors(settings: Settings, forms: FormRegistry) -> list[str]:
+    """The Open311 services and GOV.UK Forms map each name a hub form that exists."""
+    from hub.api.govuk import load_forms_map
+    from hub.api.open311 import load_services
+
+    problems: list[str] = []
+    services_path = settings.config_dir / "open311" / "services.yaml"
+    govuk_path = settings.config_dir / "govuk" / "forms.yaml"
+    try:
+        for service in load_services(services_path).services:
+            if forms.get(service.form) is None:
+                problems.append(f"{services_path}: Open311 service {service.service_code!r} names unknown form {service.form!r}")
+    except HubError as exc:
+        problems.append(str(exc))
+    try:
+        for govuk_id, form_id in load_forms_map(govuk_path).forms.items():
+            if forms.get(form_id) is None:
+                problems.append(f"{govuk_path}: GOV.UK form {govuk_id} names unknown hub form {form_id!r}")
+    except HubError as exc:
+        problems.append(str(exc))
     return problems
 
 

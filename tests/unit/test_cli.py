@@ -82,3 +82,27 @@ def test_new_key_prints_a_key_and_the_hash_to_configure() -> None:
     key = re.search(r"API key .*: (\S+)", result.stdout).group(1)  # type: ignore[union-attr]
     digest = re.search(r"api_key_sha256 .*: ([0-9a-f]{64})", result.stdout).group(1)  # type: ignore[union-attr]
     assert hash_api_key(key) == digest
+
+
+def test_config_check_finds_an_open311_service_that_names_no_form(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(Settings().config_dir, config)
+    services = config / "open311" / "services.yaml"
+    services.write_text(services.read_text().replace("form: report-fly-tipping", "form: report-fly-tiping", 1))
+    result = hub("config", "check", env={"HUB_CONFIG_DIR": str(config)})
+    assert result.returncode == 1
+    assert "names unknown form 'report-fly-tiping'" in result.stderr
+
+
+def test_connectors_describe_lists_a_soap_connectors_operations_and_argument_types() -> None:
+    result = hub("connectors", "describe", "revenues")
+    assert result.returncode == 0, result.stderr
+    assert "CreateArrearsAgreement" in result.stdout and "GetArrearsAgreementByRef" in result.stdout
+
+
+def test_connectors_check_prints_a_table_and_fails_when_a_back_office_cannot_be_reached() -> None:
+    result = hub("connectors", "check", env={"CRM_URL": "http://127.0.0.1:9", "CRM_API_TOKEN": "t"})
+    assert result.returncode == 1
+    row = next(line for line in result.stdout.splitlines() if line.startswith("crm "))
+    assert "FAILING" in row and "cannot reach http://127.0.0.1:9" in row
+    assert result.stdout.splitlines()[0].split() == ["connector", "state", "detail"]
