@@ -9,21 +9,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
 from hub.api.deps import RelayDep, RuntimeDep, get_runtime
-from hub.api.problems import Problem
+from hub.api.problems import Problem, problem_responses
 from hub.config import Role, Staff
 from hub.runtime import Runtime
 from hub.store import circuits
 from hub.store.replay import ParkedFilter, audit_entries, counts_by_connector, find_parked, replay
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
-_bearer = HTTPBearer(auto_error=False, description="A member of staff's token")
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 422, 503))
+_bearer = HTTPBearer(auto_error=False, scheme_name="StaffToken", description="A member of staff's token")
 
 
 def get_staff(
@@ -51,11 +51,27 @@ def _scope(staff: Staff) -> str | None:
     return None if staff.tenant == "*" else staff.tenant
 
 
+def _iso_only(value: Any) -> Any:
+    """Pydantic reads a number as a Unix timestamp; the document promises an ISO 8601 date-time."""
+    if isinstance(value, (int, float)):
+        raise ValueError("give an ISO 8601 date-time, such as 2025-01-31T09:00:00Z")
+    if isinstance(value, (str, bytes)):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("give an ISO 8601 date-time, such as 2025-01-31T09:00:00Z")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
 class ReplayRequest(BaseModel):
     connector: str | None = None
-    since: datetime | None = None
+    since: IsoDatetime | None = None
     reason_contains: str | None = Field(default=None, max_length=200)
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 @router.get("/connectors")
@@ -90,7 +106,7 @@ async def parked_deliveries(
     runtime: RuntimeDep,
     staff: StaffDep,
     connector: str | None = None,
-    since: datetime | None = None,
+    since: IsoDatetime | None = None,
     reason_contains: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[dict[str, Any]]:
     """Parked deliveries, newest filter first: what failed and why."""
@@ -99,8 +115,8 @@ async def parked_deliveries(
     return await run_in_threadpool(find_parked, runtime.engine, flt)
 
 
-@router.post("/deliveries/{delivery_id}/replay")
-async def replay_one(delivery_id: int, runtime: RuntimeDep, relay: RelayDep, staff: StaffDep) -> dict[str, Any]:
+@router.post("/deliveries/{delivery_id}/replay", responses=problem_responses(404))
+async def replay_one(delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runtime: RuntimeDep, relay: RelayDep, staff: StaffDep) -> dict[str, Any]:
     """Re-queue one parked delivery; it is mapped again from the original payload."""
     _require(staff, "operator")
     flt = ParkedFilter(ids=(delivery_id,), tenant=_scope(staff))
@@ -112,7 +128,7 @@ async def replay_one(delivery_id: int, runtime: RuntimeDep, relay: RelayDep, sta
     return {"replayed": done[0]}
 
 
-@router.post("/deliveries/replay")
+@router.post("/deliveries/replay", responses=problem_responses(400))
 async def replay_many(body: ReplayRequest, runtime: RuntimeDep, relay: RelayDep, staff: StaffDep) -> dict[str, Any]:
     """Re-queue every parked delivery the filter selects; `dry_run` only lists them."""
     _require(staff, "operator")

@@ -52,7 +52,17 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    readiness = {"application/json": {"schema": {
+        "type": "object", "required": ["ready", "checks"],
+        "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}},
+    }}}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={200: {"description": "Ready: every check passed", "content": readiness},
+                   503: {"description": "Not ready: a check failed", "content": readiness}},
+    )
     async def readyz() -> JSONResponse:
         def database_ok() -> bool:
             try:

@@ -13,7 +13,7 @@ from hub.config import Client
 from hub.relay import Relay
 from hub.runtime import Runtime
 
-_bearer = HTTPBearer(auto_error=False, description="The front-end client's API key")
+_bearer = HTTPBearer(auto_error=False, scheme_name="ClientApiKey", description="The front-end client's API key")
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from hub import metrics
 from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep
 from hub.api.intake import Receipt, read_body
-from hub.api.problems import Problem
+from hub.api.problems import Problem, problem_responses
 from hub.api.submitting import receipt, store_submission
 from hub.errors import ConfigError, SchemaError
 from hub.forms import Form, compile_form
@@ -53,6 +53,34 @@ def load_forms_map(path: Path) -> GovukForms:
         raise ConfigError(f"{path}: cannot read the GOV.UK Forms map: {exc}") from None
 
 
+def request_schema(schema_path: Path) -> dict[str, Any]:
+    """GOV.UK's schema as an OpenAPI request body schema: its `$defs` inlined, and the `form_id`
+    the hub needs to pick a form; `{"type": "object"}` when the schema cannot be read."""
+    try:
+        published = orjson.loads(schema_path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {"type": "object"}
+    if not isinstance(published, dict):
+        return {"type": "object"}
+    defs = published.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
+            return {**inline(defs[ref[8:]]), **{k: inline(v) for k, v in node.items() if k != "$ref"}}
+        return {k: inline(v) for k, v in node.items()}
+
+    schema: dict[str, Any] = {k: inline(v) for k, v in published.items() if k not in ("$schema", "$id")}
+    schema["properties"] = {**schema.get("properties", {}), "form_id": {
+        "type": "string", "pattern": _FORM_ID.pattern, "description": "The GOV.UK form's id; it picks the hub form."}}
+    schema["required"] = sorted({*schema.get("required", []), "form_id"})
+    return schema
+
+
 def create_router(forms_file: Path, schema_path: Path = SUBMISSION_SCHEMA) -> APIRouter:
     """The GOV.UK Forms endpoint; the form map and GOV.UK's schema are read once, here."""
     forms_map = load_forms_map(forms_file)
@@ -63,19 +91,15 @@ def create_router(forms_file: Path, schema_path: Path = SUBMISSION_SCHEMA) -> AP
         # the rest of the hub must still start; this endpoint answers 503 until the schema is there
         log.error("govuk_schema_unavailable", error=str(exc))
         contract = None
+    body_schema = request_schema(schema_path)
     router = APIRouter(prefix="/v1/govuk-forms", tags=["GOV.UK Forms"])
 
     @router.post(
         "/submissions",
         status_code=202,
         response_model=Receipt,
-        responses={
-            401: {"description": "Missing or unknown API key"},
-            404: {"description": "No hub form for this GOV.UK form id"},
-            409: {"description": "This submission reference was sent before with a different body"},
-            422: {"description": "Not a GOV.UK Forms JSON submission, or not valid for the hub form"},
-        },
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+        responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 503),
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
     )
     async def submit(
         request: Request,

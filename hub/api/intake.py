@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from hub import metrics
 from hub.api.bounds import bound_errors
 from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep
-from hub.api.problems import Problem
+from hub.api.problems import Problem, problem_responses
 from hub.api.submitting import receipt, store_submission
 from hub.logs import get_logger
 from hub.store import submissions as store
@@ -78,15 +78,7 @@ def _is_json(content_type: str | None) -> bool:
     "/forms/{form_id}/submissions",
     status_code=202,
     response_model=Receipt,
-    responses={
-        400: {"description": "Malformed JSON"},
-        401: {"description": "Missing or unknown API key"},
-        404: {"description": "Unknown form"},
-        409: {"description": "Idempotency-Key reused with a different body"},
-        413: {"description": "Body too large"},
-        415: {"description": "Not JSON"},
-        422: {"description": "Fields missing or not valid; every one is listed"},
-    },
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 503),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
 async def submit(
@@ -132,7 +124,7 @@ async def submit(
     return receipt(runtime, accepted)
 
 
-@router.get("/submissions/{reference}", response_model=SubmissionStatus, responses={404: {"description": "Unknown reference"}})
+@router.get("/submissions/{reference}", response_model=SubmissionStatus, responses=problem_responses(401, 404, 503))
 async def submission_status(reference: str, runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
     found = await run_in_threadpool(store.status, runtime.engine, client.tenant, reference)
     if found is None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 import yaml
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -166,6 +166,24 @@ def errors(status: int, *descriptions: str) -> JSONResponse:
     return JSONResponse([{"code": status, "description": d} for d in descriptions], status_code=status)
 
 
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` declaring each status as GeoReport's error list."""
+    meaning = {400: "The request is not valid", 403: "The api_key is not known", 404: "Not found", 413: "The body is too large"}
+    error = {"type": "object", "required": ["code", "description"], "properties": {"code": {"type": "integer"}, "description": {"type": "string"}}}
+    schema = {"type": "array", "items": error}
+    return {s: {"description": meaning[s], "content": {"application/json": {"schema": schema}}} for s in statuses}
+
+
+# GeoReport's create_request fields, all text; attributes arrive as `attribute[code]` (or `attribute[code][]`)
+_REQUEST_SCHEMA = {
+    "type": "object", "required": ["api_key", "service_code"],
+    "properties": {name: {"type": "string"} for name in ("api_key", "service_code", *sorted(GEOREPORT_FIELDS - {"device_id", "account_id"}))},
+    "additionalProperties": {"description": "attribute[code]: a service attribute's value", "type": "string"},
+}
+_REQUEST_BODY = {"requestBody": {"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": _REQUEST_SCHEMA}, "application/json": {"schema": _REQUEST_SCHEMA}}}}
+
+
 def create_router(services_file: Path) -> APIRouter:
     """The /open311/v2 endpoints for the services in `services_file` (read once, here)."""
     offered = load_services(services_file)
@@ -182,7 +200,7 @@ def create_router(services_file: Path) -> APIRouter:
             for s in offered.services
         ]
 
-    @router.get("/services/{code}.json", response_model=None)
+    @router.get("/services/{code}.json", response_model=None, responses=error_responses(404))
     async def service_definition(code: str) -> JSONResponse | dict[str, Any]:
         service = offered.get(code)
         if service is None:
@@ -197,7 +215,7 @@ def create_router(services_file: Path) -> APIRouter:
         ]
         return {"service_code": service.service_code, "attributes": attributes}
 
-    @router.post("/requests.json")
+    @router.post("/requests.json", responses=error_responses(400, 403, 404, 413), openapi_extra=_REQUEST_BODY)
     async def create_request(request: Request, runtime: RuntimeDep, relay: RelayDep, batcher: BatcherDep) -> JSONResponse:
         try:
             body = await read_body(request, runtime.settings.max_body_bytes)
@@ -242,9 +260,8 @@ def create_router(services_file: Path) -> APIRouter:
             reference = exc.reference
         return JSONResponse([{"service_request_id": reference}])
 
-    @router.get("/requests/{reference}.json")
-    async def get_request(reference: str, request: Request, runtime: RuntimeDep) -> JSONResponse:
-        key = request.query_params.get("api_key")
+    @router.get("/requests/{reference}.json", responses=error_responses(403, 404))
+    async def get_request(reference: str, runtime: RuntimeDep, key: str | None = Query(None, alias="api_key")) -> JSONResponse:
         if key is not None:
             client = runtime.config.client_for_key(key)
             if client is None:

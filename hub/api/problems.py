@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,6 +34,61 @@ KINDS: dict[str, tuple[str, str]] = {
     "service-unavailable": ("Temporarily unavailable", "The hub cannot store submissions just now. Nothing was stored; try again shortly."),
     "internal-error": ("Something went wrong", "The hub failed to handle this request. It has been logged."),
 }
+
+
+class ProblemDetails(BaseModel):
+    """The body of every hub error, for the OpenAPI document; `limit` or `reference` may be added."""
+
+    model_config = ConfigDict(extra="allow", title="ProblemDetails")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[dict[str, str]] | None = None
+
+
+_SCHEMA_REF = {"$ref": "#/components/schemas/ProblemDetails"}
+# the status each error answers with, and the kind of problem it usually is
+_STATUS_KINDS = {
+    400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 409: "idempotency-conflict",
+    413: "body-too-large", 415: "unsupported-media-type", 422: "validation-failed", 503: "service-unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` declaring each status as problem details (the schema is added by `install`)."""
+    return {
+        status: {
+            "description": KINDS[_STATUS_KINDS[status]][0] if status in _STATUS_KINDS else "Error",
+            "content": {MEDIA_TYPE: {"schema": dict(_SCHEMA_REF)}},
+        }
+        for status in statuses
+    }
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Adds ProblemDetails to the document's components, and drops FastAPI's default 422
+    (an HTTPValidationError in application/json), which the hub never sends: a route that can
+    fail validation declares its own 422 as problem details."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        if "ProblemDetails" not in schemas:
+            schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
+            for item in document.get("paths", {}).values():
+                for operation in item.values():
+                    declared = operation.get("responses", {}).get("422", {})
+                    if "HTTPValidationError" in str(declared.get("content", {})):
+                        del operation["responses"]["422"]
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class Problem(Exception):
@@ -70,6 +126,8 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    _document_problems(app)
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(request, exc)
