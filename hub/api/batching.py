@@ -8,9 +8,9 @@ round trips to the database.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 
 from hub.store import submissions as store
 
@@ -21,6 +21,8 @@ class IntakeBatcher:
         self.max_batch = max_batch
         self._waiting: list[tuple[store.NewSubmission, asyncio.Future[store.Accepted]]] = []
         self._writing = False
+        # one writer thread of its own: cheaper hand-offs than the shared request thread pool
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="hub-intake-writer")
 
     async def accept(self, new: store.NewSubmission) -> store.Accepted:
         """Stores the submission; raises IdempotencyConflict for a reused key with another body."""
@@ -36,7 +38,9 @@ class IntakeBatcher:
             while self._waiting:
                 batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
                 try:
-                    accepted = await run_in_threadpool(store.accept_many, self.engine, [new for new, _ in batch])
+                    accepted = await asyncio.get_running_loop().run_in_executor(
+                        self._writer, store.accept_many, self.engine, [new for new, _ in batch]
+                    )
                 except Exception as exc:  # the database is down: every waiting request hears so
                     for _, future in batch:
                         if not future.done():

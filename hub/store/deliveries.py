@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, String, column, insert, select, update, values
+from sqlalchemy import BigInteger, Connection, Engine, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from hub.store.tables import attempts, deliveries, outbox, submissions
 
@@ -41,7 +42,12 @@ class DeliveryJob:
 def load_many(engine: Engine, delivery_ids: Sequence[int]) -> list[DeliveryJob | None]:
     """The deliveries with these ids, in the same order (None for an unknown id): one query."""
     with engine.connect() as conn:
-        rows = conn.execute(_job_query().where(deliveries.c.id.in_(set(delivery_ids)))).all()
+        if engine.dialect.name == "postgresql":
+            # an array parameter keeps the statement text fixed, so it is compiled and prepared once
+            query = _job_query().where(deliveries.c.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
+            rows = conn.execute(query, {"ids": list(set(delivery_ids))}).all()
+        else:
+            rows = conn.execute(_job_query().where(deliveries.c.id.in_(set(delivery_ids)))).all()
     found = {row.delivery_id: DeliveryJob(**row._asdict()) for row in rows}
     return [found.get(delivery_id) for delivery_id in delivery_ids]
 
@@ -112,6 +118,25 @@ def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, ext
         )
 
 
+_RECORD_DELIVERED = text(
+    """
+    WITH done AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:refs AS text[]), CAST(:started AS timestamptz[]))
+            AS done(id, ref, started)
+    ), moved AS (
+        UPDATE deliveries SET state = 'delivered', external_reference = done.ref, next_attempt_at = NULL,
+               attempts = deliveries.attempts + 1, updated_at = :now
+        FROM done
+        WHERE deliveries.id = done.id AND deliveries.state IN ('pending', 'retrying')
+        RETURNING deliveries.id, deliveries.attempts, done.started
+    )
+    INSERT INTO delivery_attempts (delivery_id, number, started_at, finished_at, outcome, error)
+    SELECT id, attempts, started, :now, 'delivered', NULL FROM moved
+    RETURNING delivery_id, number
+    """
+)
+
+
 def record_delivered_many(engine: Engine, outcomes: Sequence[tuple[int, datetime, str | None]]) -> list[int | None]:
     """Records many (delivery id, started, back-office reference) successes in one transaction;
     returns each one's attempt number, or None where the delivery was already finished."""
@@ -125,32 +150,20 @@ def record_delivered_many(engine: Engine, outcomes: Sequence[tuple[int, datetime
                 for d, (started, ref) in latest.items()
             }
         return _in_order(outcomes, {d: n for d, n in numbers_each.items() if n is not None})
-    done = values(column("id", Integer), column("ref", String), name="done").data(
-        [(delivery_id, reference) for delivery_id, (_, reference) in latest.items()]
-    )
+    # one round trip, and one fixed statement that PostgreSQL prepares once: arrays, not VALUES lists
+    ids = list(latest)
     with engine.begin() as conn:
         numbers: dict[int, int] = dict(
             conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == done.c.id, deliveries.c.state.in_(OPEN_STATES))
-                .values(
-                    state="delivered",
-                    external_reference=done.c.ref,
-                    next_attempt_at=None,
-                    attempts=deliveries.c.attempts + 1,
-                    updated_at=now,
-                )
-                .returning(deliveries.c.id, deliveries.c.attempts)
+                _RECORD_DELIVERED,
+                {
+                    "ids": ids,
+                    "refs": [latest[d][1] for d in ids],
+                    "started": [latest[d][0] for d in ids],
+                    "now": now,
+                },
             ).tuples().all()
         )
-        if numbers:
-            conn.execute(
-                insert(attempts),
-                [
-                    {"delivery_id": d, "number": n, "started_at": latest[d][0], "finished_at": now, "outcome": "delivered", "error": None}
-                    for d, n in numbers.items()
-                ],
-            )
     return _in_order(outcomes, numbers)
 
 
