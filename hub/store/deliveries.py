@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, bindparam, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from hub.store.tables import attempts, deliveries, outbox, submissions
 
@@ -44,8 +43,7 @@ def load_many(engine: Engine, delivery_ids: Sequence[int]) -> list[DeliveryJob |
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             # an array parameter keeps the statement text fixed, so it is compiled and prepared once
-            query = _job_query().where(deliveries.c.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
-            rows = conn.execute(query, {"ids": list(set(delivery_ids))}).all()
+            rows = conn.execute(_LOAD, {"ids": list(set(delivery_ids))}).all()
         else:
             rows = conn.execute(_job_query().where(deliveries.c.id.in_(set(delivery_ids)))).all()
     found = {row.delivery_id: DeliveryJob(**row._asdict()) for row in rows}
@@ -117,6 +115,15 @@ def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, ext
             None,
         )
 
+
+_LOAD = text(
+    """
+    SELECT d.id AS delivery_id, d.connector, d.state, d.attempts, d.attempts_base, d.next_attempt_at,
+           s.reference, s.tenant, s.form_id, s.form_version, s.payload, s.received_at
+    FROM deliveries d JOIN submissions s ON s.id = d.submission_id
+    WHERE d.id = ANY(:ids)
+    """
+)
 
 _RECORD_DELIVERED = text(
     """
