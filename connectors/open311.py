@@ -13,7 +13,8 @@ import httpx
 from pydantic import Field
 
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
-from hub.errors import PermanentError, TransientError
+from connectors import http
+from hub.errors import PermanentError
 
 # The GeoReport v2 POST fields a record may carry; `attributes` becomes attribute[code]=value.
 FIELDS = (
@@ -22,7 +23,6 @@ FIELDS = (
 )
 RECORD_KEYS = frozenset(FIELDS) | {"attributes"}
 DESCRIPTION_LIMIT = 4000  # GeoReport v2: free text "limited to 4,000 characters"
-_TRANSIENT_STATUS = {408, 425, 429}
 Scalar = str | int | float | bool
 
 
@@ -74,21 +74,16 @@ class Open311Connector(Connector):
         if problems:
             raise PermanentError(f"record cannot be sent to {self.name}: {'; '.join(problems)}")
         body = urlencode([("api_key", self.secrets.env(self.options.api_key_env)), *self.form_fields(record, context.idempotency_key)])
-        try:
-            response = self._client.post(
+        response = http.call(
+            self.name,
+            self.options.timeout_seconds,
+            lambda: self._client.post(
                 f"{self._base}/requests.json",
                 content=body.encode(),
                 headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": "council-connector-hub"},
-            )
-        except httpx.TimeoutException:
-            raise TransientError(f"no reply from {self.name} within {self.options.timeout_seconds:g} s") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"could not reach {self.name}: {type(exc).__name__}") from None
-        status = response.status_code
-        if status >= 500 or status in _TRANSIENT_STATUS:
-            raise TransientError(f"{self.name} answered HTTP {status}")
-        if status >= 300:
-            raise PermanentError(f"{self.name} refused the service request: HTTP {status}: {_open311_errors(response)}")
+            ),
+            lambda refused: f"{self.name} refused the service request: HTTP {refused.status_code}: {_open311_errors(refused)}",
+        )
         return Outcome(external_reference=_request_id(response))
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:

@@ -13,7 +13,8 @@ import jmespath
 from pydantic import Field, field_validator
 
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
-from hub.errors import PermanentError, TransientError
+from connectors import http
+from hub.errors import PermanentError
 
 
 class BearerAuth(ConnectorOptions):
@@ -51,9 +52,6 @@ class RestOptions(ConnectorOptions):
         return value
 
 
-_TRANSIENT_STATUS = {408, 425, 429}
-
-
 class RestConnector(Connector):
     options_model = RestOptions
     options: RestOptions
@@ -84,23 +82,18 @@ class RestConnector(Connector):
         return None
 
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
-        try:
-            response = self._client.request(
+        response = http.call(
+            self.name,
+            self.options.timeout_seconds,
+            lambda: self._client.request(
                 self.options.method,
                 self.options.url,
                 json=record,
                 headers=self._headers(context),
                 auth=self._auth() or httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.TimeoutException:
-            raise TransientError(f"no reply from {self.name} within {self.options.timeout_seconds:g} s") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"could not reach {self.name}: {type(exc).__name__}") from None
-        status = response.status_code
-        if status >= 500 or status in _TRANSIENT_STATUS:
-            raise TransientError(f"{self.name} answered HTTP {status}")
-        if status >= 300:
-            raise PermanentError(f"{self.name} refused the record: HTTP {status}: {_excerpt(response)}")
+            ),
+            lambda refused: f"{self.name} refused the record: HTTP {refused.status_code}: {_excerpt(refused)}",
+        )
         body = _json_or_none(response)
         if self._success is not None and not self._success.search(body):
             raise PermanentError(f"{self.name} reported a failure: {_excerpt(response)}")
