@@ -7,6 +7,7 @@ sample of every form over HTTP, waits for the deliveries and prints what each ba
 from __future__ import annotations
 
 import json
+import shlex
 import secrets
 import threading
 import time
@@ -73,6 +74,9 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
         print(f"Cannot listen on port {settings.demo_port if port is None else port}: {exc.strerror}. "
               "Choose another with: make demo DEMO_ARGS='--port 8080'")
         return 2
+    if "HUB_PUBLIC_URL" not in environ:
+        # status URLs handed to front ends point at the port the demo actually listens on
+        runtime.settings.public_url = api.url
     stop = threading.Event()
     worker = Worker(runtime, concurrency=4)
     worker_thread = threading.Thread(target=worker.run, args=(stop, 5.0), name="hub-worker", daemon=True)
@@ -85,11 +89,11 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
         print(f"\nThe demo client's API key: {api_key}   (set your own with HUB_DEMO_API_KEY)")
         if once:
             return 0 if all_delivered else 1
-        sample = json.dumps(_samples(settings.schemas_dir, ["missed-bin-collection"])[0][2])
+        sample = shlex.quote(json.dumps(_samples(settings.schemas_dir, ["missed-bin-collection"])[0][2], ensure_ascii=False))
         print("Try it:\n"
               f"  curl -s -X POST {api.url}/v1/forms/missed-bin-collection/submissions \\\n"
               f"    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n"
-              f"    -d '{sample}'")
+              f"    -d {sample}")
         print("Press Ctrl-C to stop.")
         while True:
             time.sleep(3600)

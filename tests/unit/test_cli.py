@@ -106,3 +106,32 @@ def test_connectors_check_prints_a_table_and_fails_when_a_back_office_cannot_be_
     row = next(line for line in result.stdout.splitlines() if line.startswith("crm "))
     assert "FAILING" in row and "cannot reach http://127.0.0.1:9" in row
     assert result.stdout.splitlines()[0].split() == ["connector", "state", "detail"]
+
+
+def test_demo_keeps_serving_prints_a_working_curl_line_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    import shutil as which
+    import signal
+    import time
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env = {**clean, "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "PYTHONUNBUFFERED": "1"}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "hub", "demo", "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 120
+        while not any("Press Ctrl-C" in line for line in lines):
+            assert time.monotonic() < deadline and demo.poll() is None, "".join(lines)
+            lines.append(demo.stdout.readline())  # type: ignore[union-attr]
+        text = "".join(lines)
+        assert re.search(r"The demo client's API key: \S+", text)
+        curl = text[text.index("curl -s") : text.index("Press Ctrl-C")].strip()
+        if which.which("curl"):
+            reply = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30).stdout
+            assert '"reference":"EDC-' in reply and "/v1/submissions/EDC-" in reply
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
