@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
-from hub.api.deps import RelayDep, RuntimeDep, get_runtime
+from hub.api.deps import RelayDep, RuntimeDep, bearer_identity, get_runtime
 from hub.api.problems import Problem, problem_responses
 from hub.config import Role, Staff
 from hub.runtime import Runtime
@@ -30,13 +30,7 @@ def get_staff(
     runtime: Annotated[Runtime, Depends(get_runtime)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Staff:
-    challenge = {"WWW-Authenticate": 'Bearer realm="council-connector-hub admin"'}
-    if credentials is None or not credentials.credentials:
-        raise Problem(401, "unauthorized", "Send a staff token as 'Authorization: Bearer <token>'.", headers=challenge)
-    staff = runtime.config.staff_for_token(credentials.credentials)
-    if staff is None:
-        raise Problem(401, "unauthorized", "This staff token is not known to the hub.", headers=challenge)
-    return staff
+    return bearer_identity(credentials, runtime.config.staff_for_token, "staff token", "council-connector-hub admin")
 
 
 StaffDep = Annotated[Staff, Depends(get_staff)]

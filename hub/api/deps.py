@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -13,6 +14,7 @@ from hub.config import Client
 from hub.relay import Relay
 from hub.runtime import Runtime
 
+Found = TypeVar("Found")
 _bearer = HTTPBearer(auto_error=False, scheme_name="ClientApiKey", description="The front-end client's API key")
 
 
@@ -31,17 +33,24 @@ def get_batcher(request: Request) -> IntakeBatcher:
     return batcher
 
 
+def bearer_identity(
+    credentials: HTTPAuthorizationCredentials | None, lookup: Callable[[str], Found | None], what: str, realm: str
+) -> Found:
+    """Whoever the bearer token names (a front-end client, a member of staff), or a 401."""
+    challenge = {"WWW-Authenticate": f'Bearer realm="{realm}"'}
+    if credentials is None or not credentials.credentials:
+        raise Problem(401, "unauthorized", f"Send the {what} as 'Authorization: Bearer <token>'.", headers=challenge)
+    found = lookup(credentials.credentials)
+    if found is None:
+        raise Problem(401, "unauthorized", f"This {what} is not known to the hub.", headers=challenge)
+    return found
+
+
 def get_client(
     runtime: Annotated[Runtime, Depends(get_runtime)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Client:
-    challenge = {"WWW-Authenticate": 'Bearer realm="council-connector-hub"'}
-    if credentials is None or not credentials.credentials:
-        raise Problem(401, "unauthorized", "Send the client's API key as 'Authorization: Bearer <key>'.", headers=challenge)
-    client = runtime.config.client_for_key(credentials.credentials)
-    if client is None:
-        raise Problem(401, "unauthorized", "This API key is not known to the hub.", headers=challenge)
-    return client
+    return bearer_identity(credentials, runtime.config.client_for_key, "client's API key", "council-connector-hub")
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
