@@ -11,11 +11,18 @@ import base64
 import secrets
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from functools import partial
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+
+from simulators.control import (
+    DemoServer,
+    FailurePlan,
+    FailureSwitch,
+    add_control_routes,
+)
 
 CASE_PATH = "/api/REST/case_to_crm/0.1"
 FUNCTION = "case_to_crm_create_update_case"
@@ -29,43 +36,23 @@ class Case:
     record: dict[str, Any]
 
 
-class FailurePlan(BaseModel):
-    """What the next `count` case requests do instead of succeeding."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    count: int = Field(default=1, ge=0)
-    mode: Literal["status", "timeout", "hang"] = "status"
-    status: int = Field(default=503, ge=400, le=599)
-    seconds: float = Field(default=5.0, ge=0)
-
-
 class CrmState:
     """Cases, counters and the failure plan, behind one lock: uvicorn may run beside the hub's threads."""
 
     def __init__(self, token: str | None = None, basic: tuple[str, str] | None = None) -> None:
         self.token, self.basic = token, basic
         self._lock = threading.Lock()
+        self.failures = FailureSwitch(FailurePlan(count=0))
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
             self._cases: dict[str, Case] = {}  # by client_unique_identifier, in arrival order
-            self._requests = self._duplicates = 0
-            self._plan = FailurePlan(count=0)
+            self._duplicates = 0
+        self.failures.reset()
 
     def arm(self, plan: FailurePlan) -> None:
-        with self._lock:
-            self._plan = plan
-
-    def next_request(self, authorised: bool = True) -> FailurePlan | None:
-        """Count a case request and say how it must fail; refused requests do not use up the plan."""
-        with self._lock:
-            self._requests += 1
-            if not authorised or self._plan.count <= 0:
-                return None
-            self._plan = self._plan.model_copy(update={"count": self._plan.count - 1})
-            return self._plan
+        self.failures.arm(plan)
 
     def record(self, record: dict[str, Any]) -> Case:
         """Create the case, or return the existing one: Liberty Create dedupes on the identifier."""
@@ -86,7 +73,7 @@ class CrmState:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"cases": len(self._cases), "requests": self._requests, "duplicates": self._duplicates}
+            return {"cases": len(self._cases), "requests": self.failures.requests, "duplicates": self._duplicates}
 
     def authorised(self, header: str | None) -> bool:
         if self.token is None and self.basic is None:
@@ -130,7 +117,7 @@ def create_app(state: CrmState | None = None) -> FastAPI:
     @app.post(CASE_PATH)
     async def case_to_crm(request: Request) -> JSONResponse:
         authorised = crm.authorised(request.headers.get("authorization"))
-        failure = crm.next_request(authorised)
+        failure = crm.failures.take(spend=authorised)  # refused requests do not use up the plan
         if not authorised:
             return JSONResponse(
                 {"result": "error", "error_code": 401, "error_desc": "Not authorised"},
@@ -160,28 +147,7 @@ def create_app(state: CrmState | None = None) -> FastAPI:
             await asyncio.sleep(failure.seconds)
         return JSONResponse(_accepted(case.reference))
 
-    @app.post("/_control/fail")
-    async def fail(plan: FailurePlan) -> FailurePlan:
-        crm.arm(plan)
-        return plan
-
-    @app.get("/_control/cases")
-    async def cases() -> list[dict[str, Any]]:
-        return crm.cases()
-
-    @app.get("/_control/stats")
-    async def stats() -> dict[str, int]:
-        return crm.stats()
-
-    @app.post("/_control/reset")
-    async def reset() -> dict[str, str]:
-        crm.reset()
-        return {"result": "reset"}
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    add_control_routes(app, FailurePlan, crm.arm, crm.stats, crm.reset, {"cases": crm.cases})
     return app
 
 
@@ -200,30 +166,18 @@ if __name__ == "__main__":
     main()
 
 
-class _DemoCrm:
-    """A CRM simulator started by the demo, reporting what it received."""
-
-    def __init__(self, name: str, state: CrmState) -> None:
-        from hub.serving import ServerThread
-
-        self.name, self.state = name, state
-        self._server = ServerThread(create_app(state)).start()
-        self.url = self._server.url
-
-    def summary(self) -> str:
-        stats = self.state.stats()
-        return f"{stats['cases']} case(s) from {stats['requests']} request(s), {stats['duplicates']} duplicate(s) absorbed"
-
-    def stop(self) -> None:
-        self._server.stop()
+def _summary(state: CrmState) -> str:
+    stats = state.stats()
+    return f"{stats['cases']} case(s) from {stats['requests']} request(s), {stats['duplicates']} duplicate(s) absorbed"
 
 
-def demo(env: dict[str, str]) -> list[_DemoCrm]:
+def demo(env: dict[str, str]) -> list[DemoServer]:
     """The council CRM and the garden-waste team's case system (a second instance)."""
     started = []
     for name, url_var, token_var in (("crm", "CRM_URL", "CRM_API_TOKEN"), ("garden-waste", "GARDEN_WASTE_URL", "GARDEN_WASTE_API_TOKEN")):
         token = env.setdefault(token_var, secrets.token_urlsafe(16))
-        office = _DemoCrm(name, CrmState(token=token))
+        state = CrmState(token=token)
+        office = DemoServer(name, create_app(state), partial(_summary, state))
         env[url_var] = office.url
         started.append(office)
     return started

@@ -11,13 +11,19 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from simulators.crm import FailurePlan
+from simulators.control import (
+    DemoServer,
+    FailurePlan,
+    FailureSwitch,
+    add_control_routes,
+)
 
 PREFIX = "/open311/v2"
 JURISDICTION = "eastmoor.example.org"
@@ -101,6 +107,7 @@ class Open311State:
     def __init__(self, api_key: str = "open311-demo-key") -> None:
         self.api_key = api_key
         self._lock = threading.Lock()
+        self.failures = FailureSwitch(FailurePlan(count=0))
         self.reset()
 
     def reset(self) -> None:
@@ -108,20 +115,11 @@ class Open311State:
             self._requests: dict[str, ServiceRequest] = {}
             self._by_reference: dict[str, str] = {}  # attribute[hub_reference] -> id
             self._tokens: dict[str, str] = {}
-            self._posts = self._duplicates = self._rejected = 0
-            self._plan = FailurePlan(count=0)
+            self._duplicates = self._rejected = 0
+        self.failures.reset()  # counts the POSTs
 
     def arm(self, plan: FailurePlan) -> None:
-        with self._lock:
-            self._plan = plan
-
-    def next_post(self) -> FailurePlan | None:
-        with self._lock:
-            self._posts += 1
-            if self._plan.count <= 0:
-                return None
-            self._plan = self._plan.model_copy(update={"count": self._plan.count - 1})
-            return self._plan
+        self.failures.arm(plan)
 
     def rejected(self) -> None:
         with self._lock:
@@ -168,7 +166,7 @@ class Open311State:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"requests": len(self._requests), "posts": self._posts, "duplicates": self._duplicates, "rejected": self._rejected}
+            return {"requests": len(self._requests), "posts": self.failures.requests, "duplicates": self._duplicates, "rejected": self._rejected}
 
 
 def parse_post(body: str) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -240,7 +238,7 @@ def create_app(state: Open311State | None = None, prefix: str = PREFIX) -> FastA
 
     @api.post("/requests.json")
     async def create(request: Request) -> JSONResponse:
-        failure = council.next_post()
+        failure = council.failures.take()
         if failure is not None and failure.mode == "status":
             return _errors(failure.status, f"Simulated failure ({failure.status})")
         if failure is not None and failure.mode == "timeout":
@@ -278,19 +276,11 @@ def create_app(state: Open311State | None = None, prefix: str = PREFIX) -> FastA
 
     app.include_router(api)
 
-    @app.post("/_control/fail")
-    async def fail(plan: FailurePlan) -> FailurePlan:
-        council.arm(plan)
-        return plan
-
     @app.post("/_control/close/{request_id}")
     async def close(request_id: str, notes: str = "Cleared by the street cleansing team.") -> JSONResponse:
         return JSONResponse({"closed": council.close(request_id, notes)})
 
-    app.get("/_control/requests")(council.requests)
-    app.get("/_control/stats")(council.stats)
-    app.post("/_control/reset")(council.reset)
-    app.get("/healthz")(lambda: {"status": "ok"})
+    add_control_routes(app, FailurePlan, council.arm, council.stats, council.reset, {"requests": council.requests})
 
     return app
 
@@ -306,28 +296,16 @@ def main(argv: list[str] | None = None) -> None:
     uvicorn.run(create_app(Open311State(api_key=args.api_key)), host=args.host, port=args.port, log_level="warning")
 
 
-class _DemoOpen311:
-    """The street-cleansing Open311 endpoint started by the demo."""
-
-    def __init__(self, state: Open311State) -> None:
-        from hub.serving import ServerThread
-
-        self.name, self.state = "street-cleansing", state
-        self._server = ServerThread(create_app(state)).start()
-        self.url = self._server.url + PREFIX
-
-    def summary(self) -> str:
-        stats = self.state.stats()
-        return f"{stats['requests']} service request(s) from {stats['posts']} POST(s), {stats['duplicates']} duplicate(s) absorbed, {stats['rejected']} rejected"
-
-    def stop(self) -> None:
-        self._server.stop()
+def _summary(state: Open311State) -> str:
+    stats = state.stats()
+    return f"{stats['requests']} service request(s) from {stats['posts']} POST(s), {stats['duplicates']} duplicate(s) absorbed, {stats['rejected']} rejected"
 
 
-def demo(env: dict[str, str]) -> list[_DemoOpen311]:
+def demo(env: dict[str, str]) -> list[DemoServer]:
     """The council's street-cleansing team, reached over Open311 (fly-tipping reports)."""
     key = env.setdefault("STREET_CLEANSING_OPEN311_API_KEY", secrets.token_urlsafe(16))
-    office = _DemoOpen311(Open311State(api_key=key))
+    state = Open311State(api_key=key)
+    office = DemoServer("street-cleansing", create_app(state), partial(_summary, state), path=PREFIX)
     env["STREET_CLEANSING_OPEN311_URL"] = office.url
     return [office]
 

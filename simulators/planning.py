@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,12 @@ import jsonschema_rs
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from simulators.crm import FailurePlan
+from simulators.control import (
+    DemoServer,
+    FailurePlan,
+    FailureSwitch,
+    add_control_routes,
+)
 
 ODP_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "realworld" / "odp-planning"
 # Applications already in consultation when the simulator starts, so comments have something to land on.
@@ -40,6 +46,7 @@ class PlanningState:
     def __init__(self, token: str | None = None) -> None:
         self.token = token
         self._lock = threading.Lock()
+        self.failures = FailureSwitch(FailurePlan(count=0))
         self.reset()
 
     def reset(self) -> None:
@@ -48,20 +55,11 @@ class PlanningState:
                 ref: {"reference": ref, "type": kind, "application": None, "comments": []} for ref, kind in SEEDED.items()
             }
             self._by_key: dict[str, str] = {}  # Idempotency-Key -> application reference or comment id
-            self._requests = self._duplicates = self._rejected = 0
-            self._plan = FailurePlan(count=0)
+            self._duplicates = self._rejected = 0
+        self.failures.reset()
 
     def arm(self, plan: FailurePlan) -> None:
-        with self._lock:
-            self._plan = plan
-
-    def next_request(self) -> FailurePlan | None:
-        with self._lock:
-            self._requests += 1
-            if self._plan.count <= 0:
-                return None
-            self._plan = self._plan.model_copy(update={"count": self._plan.count - 1})
-            return self._plan
+        self.failures.arm(plan)
 
     def rejected(self) -> None:
         with self._lock:
@@ -114,7 +112,7 @@ class PlanningState:
             return {
                 "applications": sum(1 for a in self._applications.values() if a["application"] is not None),
                 "comments": sum(len(a["comments"]) for a in self._applications.values()),
-                "requests": self._requests,
+                "requests": self.failures.requests,
                 "duplicates": self._duplicates,
                 "rejected": self._rejected,
             }
@@ -160,7 +158,7 @@ def create_app(state: PlanningState | None = None, odp_dir: Path = ODP_DIR) -> F
         """The JSON body, or the answer that refuses the request (auth, injected failure, bad JSON)."""
         if not planning.authorised(request.headers.get("authorization")):
             return _problem(401, "Not authorised")
-        failure = planning.next_request()
+        failure = planning.failures.take()
         if failure is not None and failure.mode == "status":
             return _problem(failure.status, f"Simulated failure ({failure.status})")
         if failure is not None:
@@ -223,32 +221,8 @@ def create_app(state: PlanningState | None = None, odp_dir: Path = ODP_DIR) -> F
         summary = {"totalComments": len(found["comments"]), "sentiment": counts}
         return JSONResponse({"reference": reference, "type": found["type"], "status": "undetermined", "publicComments": summary})
 
-    @app.post("/_control/fail")
-    async def fail(plan: FailurePlan) -> FailurePlan:
-        planning.arm(plan)
-        return plan
-
-    @app.get("/_control/applications")
-    async def applications() -> list[dict[str, Any]]:
-        return planning.applications()
-
-    @app.get("/_control/comments")
-    async def comments() -> list[dict[str, Any]]:
-        return planning.comments()
-
-    @app.get("/_control/stats")
-    async def stats() -> dict[str, int]:
-        return planning.stats()
-
-    @app.post("/_control/reset")
-    async def reset() -> dict[str, str]:
-        planning.reset()
-        return {"result": "reset"}
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    listings = {"applications": planning.applications, "comments": planning.comments}
+    add_control_routes(app, FailurePlan, planning.arm, planning.stats, planning.reset, listings)
     return app
 
 
@@ -263,31 +237,19 @@ def main(argv: list[str] | None = None) -> None:
     uvicorn.run(create_app(PlanningState(token=args.token)), host=args.host, port=args.port, log_level="warning")
 
 
-class _DemoPlanning:
-    """The planning simulator started by the demo, reporting what it received."""
-
-    def __init__(self, state: PlanningState) -> None:
-        from hub.serving import ServerThread
-
-        self.name, self.state = "planning", state
-        self._server = ServerThread(create_app(state)).start()
-        self.url = self._server.url
-
-    def summary(self) -> str:
-        stats = self.state.stats()
-        return (
-            f"{stats['applications']} application(s) and {stats['comments']} comment(s) from {stats['requests']} "
-            f"request(s), {stats['duplicates']} duplicate(s) absorbed, {stats['rejected']} rejected"
-        )
-
-    def stop(self) -> None:
-        self._server.stop()
+def _summary(state: PlanningState) -> str:
+    stats = state.stats()
+    return (
+        f"{stats['applications']} application(s) and {stats['comments']} comment(s) from {stats['requests']} "
+        f"request(s), {stats['duplicates']} duplicate(s) absorbed, {stats['rejected']} rejected"
+    )
 
 
-def demo(env: dict[str, str]) -> list[_DemoPlanning]:
+def demo(env: dict[str, str]) -> list[DemoServer]:
     """The council's planning system: applications and public comments in ODP JSON."""
     token = env.setdefault("PLANNING_API_TOKEN", secrets.token_urlsafe(16))
-    office = _DemoPlanning(PlanningState(token=token))
+    state = PlanningState(token=token)
+    office = DemoServer("planning", create_app(state), partial(_summary, state))
     env["PLANNING_URL"] = office.url
     return [office]
 

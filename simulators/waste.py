@@ -16,7 +16,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from connectors.soap_loader import load_client
-from simulators.revenues import DemoSoapOffice, SoapEndpoint, SoapState, add_control_routes, serve
+from simulators.control import DemoServer
+from simulators.soap_service import (
+    SoapEndpoint,
+    SoapState,
+    add_soap_control_routes,
+    serve,
+)
 
 WSDL = Path(__file__).resolve().parent / "wsdl" / "bartec-collective.wsdl"
 ASMX_PATH = "/API-R1531/CollectiveAPI.asmx"
@@ -162,6 +168,10 @@ class WasteState(SoapState):
             return None
         return Response("Unauthorized", 401, headers={"WWW-Authenticate": 'Basic realm="Collective"'}, media_type="text/plain")
 
+    def request_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [asdict(request) for request in self.requests_made.values()]
+
     def summary(self) -> dict[str, Any]:
         with self.lock:
             return {"service_requests": len(self.requests_made), **super().summary()}
@@ -195,7 +205,7 @@ def create_app(state: WasteState | None = None, wsdl: Path = WSDL) -> FastAPI:
         return Response(wsdl.read_text(encoding="utf-8").replace(original, own), media_type="text/xml")
 
     app.add_api_route(ASMX_PATH, endpoint, methods=["POST"])
-    add_control_routes(app, waste, "service-requests", lambda: [asdict(r) for r in waste.requests_made.values()])
+    add_soap_control_routes(app, waste, "service-requests", waste.request_list)
     return app
 
 
@@ -207,7 +217,7 @@ if __name__ == "__main__":
     main()
 
 
-def demo(env: dict[str, str]) -> list[DemoSoapOffice]:
+def demo(env: dict[str, str]) -> list[DemoServer]:
     """The waste management system (bulky collections, garden waste subscriptions), with HTTP Basic."""
     state = WasteState("hub", env.setdefault("WASTE_PASSWORD", secrets.token_urlsafe(16)))
 
@@ -215,6 +225,6 @@ def demo(env: dict[str, str]) -> list[DemoSoapOffice]:
         s = state.summary()
         return f"{s['service_requests']} service request(s) from {s['requests']} request(s), {s['duplicates']} duplicate(s) absorbed"
 
-    office = DemoSoapOffice("waste", create_app(state), summary)
+    office = DemoServer("waste", create_app(state), summary)
     env["WASTE_URL"] = office.url
     return [office]
