@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import httpx
 
+from connectors.base import Health
 from hub.errors import PermanentError, TransientError
 
 TRANSIENT_STATUS = frozenset({408, 425, 429})
@@ -28,3 +29,18 @@ def call(name: str, timeout_seconds: float, send: Callable[[], httpx.Response], 
     if status >= 300:
         raise PermanentError(refusal(response))
     return response
+
+
+def client(timeout_seconds: float, connect_timeout_seconds: float) -> httpx.Client:
+    """A connector's HTTP client: explicit timeouts, and redirects not followed (a back office
+    that moves must be reconfigured, not chased)."""
+    return httpx.Client(timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds), follow_redirects=False)
+
+
+def health(status: int, unhealthy_from: int = 500, where: str = "") -> Health:
+    """What a `check()` probe's HTTP status says about the back office."""
+    if status in (401, 403):
+        return Health(False, f"credentials rejected (HTTP {status})")
+    if status >= unhealthy_from:
+        return Health(False, f"back office unhealthy (HTTP {status}{where})")
+    return Health(True, f"reachable (HTTP {status})")

@@ -44,8 +44,7 @@ class Open311Connector(Connector):
 
     def __init__(self, name: str, options: Open311Options, secrets: Secrets) -> None:
         super().__init__(name, options, secrets)
-        timeout = httpx.Timeout(options.timeout_seconds, connect=options.connect_timeout_seconds)
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = http.client(options.timeout_seconds, options.connect_timeout_seconds)
         self._base = options.endpoint.rstrip("/")
 
     def form_fields(self, record: Mapping[str, Any], idempotency_key: str | None = None) -> list[tuple[str, str]]:

@@ -58,9 +58,7 @@ class RestConnector(Connector):
 
     def __init__(self, name: str, options: RestOptions, secrets: Secrets) -> None:
         super().__init__(name, options, secrets)
-        timeout = httpx.Timeout(options.timeout_seconds, connect=options.connect_timeout_seconds)
-        # redirects are not followed: a back office that moves must be reconfigured, not chased
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = http.client(options.timeout_seconds, options.connect_timeout_seconds)
         self._reference = jmespath.compile(options.reference_path) if options.reference_path else None
         self._success = jmespath.compile(options.success_when) if options.success_when else None
 
@@ -108,11 +106,7 @@ class RestConnector(Connector):
             return Health(False, f"cannot reach {url}: {type(exc).__name__}")
         except Exception as exc:  # a missing credential is reported, not raised
             return Health(False, str(exc))
-        if response.status_code in (401, 403):
-            return Health(False, f"credentials rejected (HTTP {response.status_code})")
-        if response.status_code >= 500:
-            return Health(False, f"back office unhealthy (HTTP {response.status_code})")
-        return Health(True, f"reachable (HTTP {response.status_code})")
+        return http.health(response.status_code)
 
     def describe(self) -> str:
         auth = self.options.auth.type if self.options.auth else "none"

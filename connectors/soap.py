@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from zeep.helpers import serialize_object
 from zeep.wsse.username import UsernameToken
 
+from connectors import http
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
 from connectors.soap_loader import HttpStatus, argument_lines, load_client, record_problems
 from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
@@ -208,11 +209,7 @@ class SoapConnector(Connector):
             return Health(False, f"cannot reach {url}: {type(exc).__name__}")
         except Exception as exc:  # a missing credential is reported, not raised
             return Health(False, str(exc))
-        if response.status_code in (401, 403):
-            return Health(False, f"credentials rejected (HTTP {response.status_code})")
-        if response.status_code >= 400:
-            return Health(False, f"back office unhealthy (HTTP {response.status_code} from {url})")
-        return Health(True, f"reachable (HTTP {response.status_code})")
+        return http.health(response.status_code, unhealthy_from=400, where=f" from {url}")
 
     def describe(self) -> str:
         auth = self.options.auth.type if self.options.auth else "none"
