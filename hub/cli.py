@@ -81,10 +81,12 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Deliveries sent at once")] = 4,
     metrics_port: Annotated[Optional[int], typer.Option(help="Serve /metrics on this port")] = None,
     grace: Annotated[float, typer.Option(help="Seconds to finish in-flight deliveries on SIGTERM")] = 30.0,
+    background: Annotated[bool, typer.Option(help="Also run periodic jobs (retention, status polling, webhooks)")] = True,
 ) -> None:
     """Consume delivery queues and send records to the back offices."""
     from prometheus_client import start_http_server
 
+    from hub.background import Periodic, jobs
     from hub.logs import add_secrets, configure, get_logger
     from hub.runtime import Runtime
     from hub.worker import Worker
@@ -102,8 +104,11 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    get_logger("hub.worker").info("worker_started", pid=os.getpid())
+    periodic = Periodic(jobs(runtime) if background else [])
+    periodic.start(stop)
+    get_logger("hub.worker").info("worker_started", pid=os.getpid(), jobs=[job.name for job in periodic.jobs])
     the_worker.run(stop, grace_seconds=grace)
+    periodic.join()
     runtime.close()
 
 
@@ -260,10 +265,16 @@ def new_key() -> None:
 
 
 def _secret_values(settings: Settings) -> list[str]:
-    """Values that must never be logged: the database and broker passwords."""
+    """Values that must never be logged: the database and broker passwords, and the hub's keys."""
     from sqlalchemy.engine import make_url
 
-    found: list[str] = []
+    found: list[str] = [
+        secret.get_secret_value()
+        for secret in (settings.encryption_keys, settings.index_key, settings.oidc_client_secret, settings.session_key)
+        if secret is not None
+    ]
+    if settings.encryption_keys is not None:
+        found += settings.encryption_keys.get_secret_value().replace(",", " ").split()
     for url in (settings.database_url, settings.broker_url):
         try:
             password = make_url(url).password if "://" in url else None

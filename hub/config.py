@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub.errors import ConfigError
 
-SECTIONS = ("tenants", "clients", "connectors", "routes", "staff")
+SECTIONS = ("tenants", "clients", "connectors", "routes", "staff", "retention")
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _LINE = "__line__"
 
@@ -33,6 +33,13 @@ class Tenant(_Model):
     id: str = Field(pattern=_NAME)
     name: str
     reference_prefix: str = Field(default="HUB", pattern=r"^[A-Z]{2,6}$")
+    # the forms this tenant's front ends may submit ("*": every form the hub has)
+    forms: tuple[str, ...] = ("*",)
+    # hosts this tenant's connectors may call: "host", "host:port" or "*.example.org"
+    allowed_hosts: tuple[str, ...] = ()
+
+    def offers(self, form_id: str) -> bool:
+        return "*" in self.forms or form_id in self.forms
 
 
 class Client(_Model):
@@ -72,10 +79,22 @@ class CircuitPolicy(_Model):
     open_seconds: float = Field(default=30.0, gt=0, le=86400)
 
 
+class StatusUpdates(_Model):
+    """How the back office tells the hub what became of a record: it pushes to
+    `POST /v1/status-updates/{connector}`, signed with the secret in `secret_env`, and/or the hub
+    polls it every `poll_seconds`."""
+
+    secret_env: str | None = None
+    poll_seconds: float | None = Field(default=None, gt=0)
+
+
 class ConnectorConfig(_Model):
     name: str = Field(pattern=_NAME)
     type: str
+    # the tenants whose submissions this connector may carry ("*": every tenant, a shared service)
+    tenants: tuple[str, ...] = ("*",)
     options: dict[str, Any] = Field(default_factory=dict)
+    status_updates: StatusUpdates | None = None
     retry: RetryPolicy = RetryPolicy()
     circuit: CircuitPolicy = CircuitPolicy()
     # deliveries sent at once for this connector; the worker's --concurrency when unset
@@ -116,6 +135,9 @@ class Staff(_Model):
     token_sha256: tuple[str, ...] = ()
     # development only: the token itself is given in this environment variable at start-up
     token_env: str | None = None
+    # OpenID Connect sign-in: the identity provider's subject, or verified e-mail, of this person
+    oidc_subject: str | None = None
+    email: str | None = None
 
     def can(self, role: Role) -> bool:
         # each role includes the ones below it
@@ -126,12 +148,22 @@ class Staff(_Model):
         return self.tenant in ("*", tenant)
 
 
+class RetentionRule(_Model):
+    """Purge a form's payloads `days` after every delivery succeeded; references, deliveries,
+    the timeline and the audit trail stay. The most specific rule (form, then tenant) wins."""
+
+    form: str = "*"
+    tenants: tuple[str, ...] = ("*",)
+    days: int = Field(ge=0, le=36500)
+
+
 _MODELS: dict[str, type[_Model]] = {
     "tenants": Tenant,
     "clients": Client,
     "connectors": ConnectorConfig,
     "routes": Route,
     "staff": Staff,
+    "retention": RetentionRule,
 }
 
 
@@ -150,6 +182,7 @@ class HubConfig:
     key_index: dict[str, str] = field(default_factory=dict)
     staff: dict[str, Staff] = field(default_factory=dict)
     staff_index: dict[str, str] = field(default_factory=dict)
+    retention: tuple[RetentionRule, ...] = ()
 
     def client_for_key(self, key: str) -> Client | None:
         client_id = self.key_index.get(hash_api_key(key))
@@ -277,6 +310,7 @@ def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
     connectors = _validate("connectors", sections["connectors"], problems)
     routes = _validate("routes", sections["routes"], problems)
     staff = _validate("staff", sections["staff"], problems)
+    retention = _validate("retention", sections["retention"], problems)
 
     def unique(items: list[tuple[_Item, Any]], attr: str, kind: str) -> dict[str, Any]:
         seen: dict[str, Any] = {}
@@ -311,11 +345,28 @@ def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
             if digest in key_index:
                 problems.append(f"{item.where}: client {client.id!r} shares an API key with {key_index[digest]!r}")
             key_index[digest] = client.id
+    for item, connector in connectors:
+        for tenant in connector.tenants:
+            if tenant != "*" and tenant not in tenant_map:
+                problems.append(f"{item.where}: connector {connector.name!r} names unknown tenant {tenant!r}")
+    for item, rule in retention:
+        for tenant in rule.tenants:
+            if tenant != "*" and tenant not in tenant_map:
+                problems.append(f"{item.where}: retention rule for {rule.form!r} names unknown tenant {tenant!r}")
     for item, route in routes:
         for index, target in enumerate(route.to):
             if target.connector not in connector_map:
                 known = ", ".join(sorted(connector_map)) or "none"
                 problems.append(f"{item.line_of('to', index)}: route for {route.form!r} names unknown connector {target.connector!r} (known: {known})")
+                continue
+            serves = connector_map[target.connector].tenants
+            if "*" not in serves:
+                outside = [t for t in (route.tenants if "*" not in route.tenants else tuple(tenant_map)) if t not in serves]
+                if outside:
+                    problems.append(
+                        f"{item.line_of('to', index)}: route for {route.form!r} sends {', '.join(outside)}'s submissions "
+                        f"to connector {target.connector!r}, which serves only {', '.join(serves)}"
+                    )
         for tenant in route.tenants:
             if tenant != "*" and tenant not in tenant_map:
                 problems.append(f"{item.where}: route for {route.form!r} names unknown tenant {tenant!r}")
@@ -329,4 +380,5 @@ def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
         key_index=key_index,
         staff=staff_map,
         staff_index=staff_index,
+        retention=tuple(rule for _, rule in retention),
     )

@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -92,8 +93,9 @@ class DeliveryHandler:
             return Result("unknown")
         if not job.is_open:
             return Result(f"already-{job.state}")  # a redelivered message for a finished delivery
+        payload = self.runtime.sealer.open(job.payload) if job.payload is not None else None
         form = self.runtime.forms.get(job.form_id, job.form_version)
-        pii = form.pii_values(job.payload) if form is not None else []
+        pii = form.pii_values(payload) if form is not None and payload is not None else []
         with personal_data(pii), structlog.contextvars.bound_contextvars(
             reference=job.reference, delivery_id=job.delivery_id, connector=job.connector
         ):
@@ -105,7 +107,7 @@ class DeliveryHandler:
             if wait is not None:
                 log.info("circuit_open_deferred", wait_seconds=round(wait, 3))
                 return self._wait(job, now + timedelta(seconds=wait), record=True)
-            return self._attempt(job)
+            return self._attempt(job, payload)
 
     def park_dead_letter(self, delivery_id: int) -> Result:
         """A message the broker dead-lettered because workers kept stopping while handling it."""
@@ -128,7 +130,7 @@ class DeliveryHandler:
         seconds = max(0.0, (until - datetime.now(UTC)).total_seconds())
         return Result("deferred", None if via_outbox else seconds)
 
-    def _attempt(self, job: deliveries.DeliveryJob) -> Result:
+    def _attempt(self, job: deliveries.DeliveryJob, payload: Any) -> Result:
         started = datetime.now(UTC)
         attempt = job.attempts + 1
         key = idempotency_key(job.reference, job.connector)
@@ -147,7 +149,9 @@ class DeliveryHandler:
             mapping = self.runtime.mappings.get((job.form_id, job.connector))
             if mapping is None:
                 raise MappingError(f"no mapping from form {job.form_id!r} to connector {job.connector!r}")
-            record = mapping.apply(job.payload, meta)
+            if payload is None:
+                raise PermanentError("the submission's payload was purged or erased before it could be delivered")
+            record = mapping.apply(payload, meta)
             outcome = self.runtime.connector(job.connector).send(record, context)
         except DeliveryError as error:
             return self._failed(job, attempt, started, error)

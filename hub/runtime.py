@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from connectors.base import Connector, Secrets
 from connectors.registry import ConnectorRegistry
 from hub.broker import Topology
+from hub.crypto import Sealer, index_key, sealer
 from hub.config import HubConfig, load_config
 from hub.forms import FormRegistry, load_forms
 from hub.mapping import Mapping as RecordMapping
@@ -34,6 +35,9 @@ class Runtime:
     secrets: Secrets
     engine: Engine
     topology: Topology
+    # seals payloads at rest; the key of the index of residents' identifiers
+    sealer: Sealer
+    index_key: bytes
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,6 +60,8 @@ class Runtime:
             secrets=Secrets(environ),
             engine=make_engine(settings.database_url),
             topology=Topology(settings),
+            sealer=sealer(settings),
+            index_key=index_key(settings),
         )
 
     def connector(self, name: str) -> Connector:

@@ -40,7 +40,7 @@ async def store_submission(
         client_id=client.id,
         form_id=form.form_id,
         form_version=form.version,
-        payload=payload,
+        sealed_payload=runtime.sealer.seal(payload),
         body_sha256=body_sha256,
         idempotency_key=idempotency_key,
         connectors=connectors,

@@ -30,7 +30,8 @@ class DeliveryJob:
     tenant: str
     form_id: str
     form_version: int
-    payload: Any
+    # sealed (hub.crypto); None once retention or an erasure removed it
+    payload: str | None
     received_at: datetime
 
     @property
@@ -87,13 +88,15 @@ def _finish(
         update(deliveries)
         .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(OPEN_STATES))
         .values(attempts=deliveries.c.attempts + 1, updated_at=now, **values)
-        .returning(deliveries.c.attempts)
-    ).scalar()
+        .returning(deliveries.c.attempts, deliveries.c.tenant)
+    ).first()
     if number is None:
         return None
+    number, tenant = number
     conn.execute(
         insert(attempts).values(
             delivery_id=delivery_id,
+            tenant=tenant,
             number=number,
             started_at=started_at,
             finished_at=now,
@@ -135,10 +138,10 @@ _RECORD_DELIVERED = text(
                attempts = deliveries.attempts + 1, updated_at = :now
         FROM done
         WHERE deliveries.id = done.id AND deliveries.state IN ('pending', 'retrying')
-        RETURNING deliveries.id, deliveries.attempts, done.started
+        RETURNING deliveries.id, deliveries.tenant, deliveries.attempts, done.started
     )
-    INSERT INTO delivery_attempts (delivery_id, number, started_at, finished_at, outcome, error)
-    SELECT id, attempts, started, :now, 'delivered', NULL FROM moved
+    INSERT INTO delivery_attempts (delivery_id, tenant, number, started_at, finished_at, outcome, error)
+    SELECT id, tenant, attempts, started, :now, 'delivered', NULL FROM moved
     RETURNING delivery_id, number
     """
 )

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from hub.store.tables import deliveries, outbox, submissions
+from hub.store.tables import customer_links, deliveries, outbox, submissions
 
 # Crockford's base32: no I, L, O or U, so a reference read out over the phone is unambiguous
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -39,11 +39,14 @@ class NewSubmission:
     client_id: str
     form_id: str
     form_version: int
-    payload: Any
+    # the payload sealed by hub.crypto.Sealer: the store never sees personal data in the clear
+    sealed_payload: str
     body_sha256: str
     idempotency_key: str | None
     connectors: list[str]
     reference_prefix: str
+    # (kind, keyed digest) of the resident's identifiers, for subject access and erasure
+    subject_links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted | I
                             "client_id": new.client_id,
                             "form_id": new.form_id,
                             "form_version": new.form_version,
-                            "payload": new.payload,
+                            "payload": new.sealed_payload,
                             "received_at": now,
                             "idempotency_key": new.idempotency_key,
                             "body_sha256": new.body_sha256,
@@ -114,6 +117,12 @@ def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted | I
                     ],
                 ).tuples().all()
             )
+            links = [
+                {"tenant": new.tenant, "submission_id": inserted[ref], "kind": kind, "digest": digest}
+                for new, ref in zip(batch, references) if ref in inserted for kind, digest in set(new.subject_links)
+            ]
+            if links:
+                conn.execute(insert(customer_links), links)
             wanted = [(inserted[ref], new.tenant, c) for new, ref in zip(batch, references) if ref in inserted for c in new.connectors]
             if wanted:
                 delivery_ids = conn.execute(
@@ -182,13 +191,18 @@ def _insert(conn: Connection, new: NewSubmission) -> Accepted:
             client_id=new.client_id,
             form_id=new.form_id,
             form_version=new.form_version,
-            payload=new.payload,
+            payload=new.sealed_payload,
             received_at=now,
             idempotency_key=new.idempotency_key,
             body_sha256=new.body_sha256,
         )
         .returning(submissions.c.id)
     ).scalar_one()
+    if new.subject_links:
+        conn.execute(
+            insert(customer_links),
+            [{"tenant": new.tenant, "submission_id": submission_id, "kind": k, "digest": d} for k, d in set(new.subject_links)],
+        )
     for connector in new.connectors:
         delivery_id = conn.execute(
             insert(deliveries)

@@ -67,8 +67,13 @@ submissions = Table(
     Column("client_id", String(64), nullable=False),
     Column("form_id", String(128), nullable=False),
     Column("form_version", Integer, nullable=False),
-    Column("payload", Json, nullable=False),
+    # the form's answers, sealed with Fernet (hub/crypto.py); NULL once purged by retention
+    Column("payload", Text),
     Column("received_at", UTCDateTime, nullable=False),
+    # retention purged the payload (the reference and metadata stay)
+    Column("purged_at", UTCDateTime),
+    # the resident's personal data was erased on request (`hub subjects erase`)
+    Column("erased_at", UTCDateTime),
     Column("idempotency_key", String(255)),
     Column("body_sha256", String(64), nullable=False),
     UniqueConstraint("client_id", "idempotency_key", name="uq_submissions_client_idempotency"),
@@ -101,6 +106,7 @@ attempts = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("delivery_id", Id, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant", String(64), nullable=False),
     Column("number", Integer, nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=False),
@@ -130,6 +136,9 @@ circuits = Table(
     Column("failures", Integer, nullable=False),
     Column("opened_until", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
+    # an operator paused the connector: its deliveries wait, uncounted, until it is resumed
+    Column("paused_at", UTCDateTime),
+    Column("paused_by", String(255)),
 )
 
 audit_log = Table(
@@ -143,4 +152,94 @@ audit_log = Table(
     Column("target", String(255), nullable=False),
     Column("detail", Json),
     Index("ix_audit_log_at", "at"),
+)
+# audit_log is append-only: migration 0003 adds triggers that refuse UPDATE and DELETE
+
+customer_links = Table(
+    "customer_links",
+    metadata,
+    # which submissions belong to one resident, found without decrypting every payload:
+    # `digest` is an HMAC of the normalised identifier (e-mail address) under HUB_INDEX_KEY
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("submission_id", Id, ForeignKey("submissions.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("digest", String(64), nullable=False),
+    UniqueConstraint("submission_id", "kind", "digest", name="uq_customer_links_submission_kind_digest"),
+    Index("ix_customer_links_tenant_digest", "tenant", "kind", "digest"),
+)
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    # front-end clients made by `hub clients create` or the admin API (config clients stay in YAML)
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("forms", Json, nullable=False),
+    Column("key_sha256", String(64), nullable=False, unique=True),
+    # the key's first characters, so staff can tell keys apart without seeing them
+    Column("key_prefix", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Column("revoked_by", String(255)),
+)
+
+status_events = Table(
+    "status_events",
+    metadata,
+    # a submission's timeline: what each back office said about it, pushed or polled
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("submission_id", Id, ForeignKey("submissions.id", ondelete="CASCADE"), nullable=False),
+    Column("delivery_id", Id, ForeignKey("deliveries.id", ondelete="CASCADE")),
+    Column("connector", String(64)),
+    Column("status", String(64), nullable=False),
+    Column("message", Text),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    # push | poll | hub
+    Column("source", String(16), nullable=False),
+    # the same update pushed or polled twice is recorded once
+    Column("dedupe_key", String(128), nullable=False, unique=True),
+    Index("ix_status_events_submission", "submission_id"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    # where a front-end client wants status events sent, signed as Standard Webhooks says
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    # Fernet-sealed JSON list of signing secrets, newest first (two during a rotation)
+    Column("secrets", Text, nullable=False),
+    Column("events", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+    Index("ix_webhooks_client", "client_id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("webhook_id", String(32), ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    # the Standard Webhooks message id (webhook-id header), the same on every retry
+    Column("message_id", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("body", Json, nullable=False),
+    # pending -> delivered, or pending -> ... -> failed
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("webhook_id", "message_id", name="uq_webhook_deliveries_webhook_message"),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
 )

@@ -34,7 +34,7 @@ def new(key: str | None = None, body: str = "a" * 64, connectors: list[str] | No
         client_id="demo-portal",
         form_id="missed-bin-collection",
         form_version=1,
-        payload={"bin_type": "general"},
+        sealed_payload="sealed-elsewhere",
         body_sha256=body,
         idempotency_key=key,
         connectors=["crm", "garden-waste"] if connectors is None else connectors,

@@ -1,0 +1,54 @@
+"""Periodic work that `hub worker` runs beside delivery: each job is a function called every
+so many seconds on its own thread; one failing run is logged and the next run still happens.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hub.logs import get_logger
+from hub.runtime import Runtime
+
+log = get_logger("hub.background")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval_seconds: float
+    run: Callable[[], object]
+
+
+class Periodic:
+    """Runs jobs on daemon threads until `stop` is set; the first run happens at once."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self._threads: list[threading.Thread] = []
+
+    def start(self, stop: threading.Event) -> None:
+        for job in self.jobs:
+            thread = threading.Thread(target=self._loop, args=(job, stop), name=f"hub-job-{job.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def join(self, timeout: float = 10.0) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+    @staticmethod
+    def _loop(job: Job, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                job.run()
+            except Exception:  # a failing run must not end the job: the next one may succeed
+                log.exception("background_job_failed", job=job.name)
+            stop.wait(job.interval_seconds)
+
+
+def jobs(runtime: Runtime) -> list[Job]:
+    """Every periodic job a worker process runs. Each feature adds its own line here."""
+    found: list[Job] = []
+    return found
