@@ -5,7 +5,8 @@ as persistent JSON to their exchange, with publisher confirms and `mandatory` so
 
     broker unreachable, connection lost, no confirm in time, nack  -> TransientError (retry)
     no queue bound for the routing key, exchange missing or
-    declared otherwise, credentials or permissions refused         -> PermanentError (park)
+    declared otherwise, credentials or permissions refused,
+    broker host not on the tenants' allowed hosts                  -> PermanentError (park)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import Field, field_validator
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
 from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
 from hub.logs import get_logger
+from hub.outbound import OutboundRefused, check_host, network_hosts
 
 log = get_logger("connectors.amqp")
 ROUTING_FIELDS = ("form_id", "tenant", "connector", "reference")
@@ -73,8 +75,14 @@ class AmqpConnector(Connector):
 
     def _connect(self) -> Connection:
         timeout = self.options.timeout_seconds
+        url = self.secrets.env(self.options.url_env)
+        try:  # the URL holds a password: a refusal names only the host
+            for host, port in network_hosts(url):
+                check_host(host, port, self.outbound)
+        except OutboundRefused as exc:
+            raise OutboundRefused(f"{self.name} was not called: the broker's {exc.reason}") from None
         return Connection(
-            self.secrets.env(self.options.url_env),
+            url,
             connect_timeout=timeout,
             heartbeat=0,
             # confirms: publish returns only once the broker has the message (ignored in memory://)
@@ -181,7 +189,7 @@ class AmqpConnector(Connector):
     def check(self) -> Health:
         try:
             connection = self._connect()
-        except ConfigError as exc:
+        except (ConfigError, OutboundRefused) as exc:
             return Health(False, str(exc))
         try:
             _open(connection)

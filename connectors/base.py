@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hub.errors import ConfigError
 from hub.logs import add_secrets
+from hub.outbound import AllowList, current_allow_list
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Connector(ABC):
         self.name = name
         self.options = options
         self.secrets = secrets
+        # the hosts this connector may call: every tenant it serves must allow them (the registry sets it)
+        self.outbound: AllowList = current_allow_list()
 
     @abstractmethod
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:

@@ -4,6 +4,7 @@ with the record attached as JSON and CSV and a Message-ID derived from the idemp
     SMTP connect/timeout, disconnect, 4xx reply   -> TransientError (retry)
     5xx reply, untrusted certificate, no STARTTLS -> PermanentError (park)
     template error on this record                 -> PermanentError (park)
+    mail server not on the tenants' allowed hosts -> OutboundRefused (park; nothing sent)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
 from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
 from hub.logs import get_logger
+from hub.outbound import OutboundRefused, check_host
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 log = get_logger("connectors.email")
@@ -194,6 +196,10 @@ class EmailConnector(Connector):
 
     def _open(self) -> smtplib.SMTP:
         o = self.options
+        try:  # the name is resolved and checked just before smtplib connects to it
+            check_host(o.host, o.effective_port, self.outbound)
+        except OutboundRefused as exc:
+            raise OutboundRefused(f"{self.name} was not called: {exc.reason}") from None
         password = self.secrets.env(o.password_env) if o.username and o.password_env else None
         smtp: smtplib.SMTP
         if o.ssl:
@@ -272,6 +278,8 @@ class EmailConnector(Connector):
             return Health(False, self.classify(exc).reason)
         except ConfigError as exc:  # the password's variable is not set
             return Health(False, str(exc))
+        except OutboundRefused as exc:
+            return Health(False, exc.reason)
         try:
             smtp.quit()
         except (OSError, smtplib.SMTPException):

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from connectors.base import Connector, Secrets
 from hub.config import ConnectorConfig
 from hub.errors import ConfigError
+from hub.outbound import UNRESTRICTED, AllowList, building_with
 
 ENTRY_POINT_GROUP = "hub.connectors"
 
@@ -58,7 +59,11 @@ class ConnectorRegistry:
                 f"unknown connector type {type_name!r}; known types: {', '.join(self.known()) or 'none'}.{maybe}"
             ) from None
 
-    def build(self, config: ConnectorConfig, secrets: Secrets) -> Connector:
+    def build(self, config: ConnectorConfig, secrets: Secrets, outbound: AllowList | None = None) -> Connector:
+        """A connector from its configuration. `outbound` is the allow-list of the tenants it serves
+        (`hub.connector_hosts.connector_allow_list`); without it only link-local and metadata
+        addresses are refused. The connector finds it as `self.outbound`, and so do the HTTP
+        clients and WSDL loaders it makes while it is built."""
         connector_class = self.get(config.type)
         try:
             options = connector_class.options_model.model_validate(config.options)
@@ -67,4 +72,5 @@ class ConnectorRegistry:
                 f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"connector {config.name!r} ({config.type}) has invalid options: {problems}") from None
-        return connector_class(config.name, options, secrets)
+        with building_with(outbound if outbound is not None else UNRESTRICTED):
+            return connector_class(config.name, options, secrets)

@@ -8,14 +8,16 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 import requests
+import requests.adapters
 import zeep
 from zeep.transports import Transport
 from zeep.xsd import ComplexType
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, PermanentError
+from hub.outbound import AllowList, OutboundRefused, check_url, current_allow_list
 from hub.settings import REPO_ROOT
 
 # zeep ships py.typed but leaves most functions unannotated: hence the no-untyped-call ignores below
@@ -48,15 +50,40 @@ def _is_url(location: str) -> bool:
     return urlparse(location).scheme in ("http", "https")
 
 
+class _CheckedAdapter(requests.adapters.HTTPAdapter):
+    """Every request of the SOAP session, WSDL fetch, call or health probe, goes only to a host
+    the tenants allow and that resolves to no link-local or metadata address."""
+
+    def __init__(self, outbound: AllowList) -> None:
+        super().__init__()
+        self._outbound = outbound
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        check_url(str(request.url), self._outbound)
+        return super().send(request, *args, **kwargs)
+
+
+def redirect_target(address: str, response: requests.Response) -> str | None:
+    """The host a 3xx answer points to (None for no redirect); the hub never follows it."""
+    if not response.is_redirect:
+        return None
+    return urlparse(urljoin(address, response.headers.get("Location", ""))).hostname or "an unreadable location"
+
+
 class GuardedTransport(Transport):
     """zeep's transport, reading only listed documents and never logging a SOAP body."""
 
     # a SOAP 1.1 fault comes with 500, a SOAP 1.2 sender fault with 400: both carry XML to read
     _SOAP_STATUSES = frozenset({200, 201, 202, 400, 500})
 
-    def __init__(self, wsdl: str, locations: Mapping[str, Path], load_timeout: float, operation_timeout: float) -> None:
+    def __init__(
+        self, wsdl: str, locations: Mapping[str, Path], load_timeout: float, operation_timeout: float, outbound: AllowList | None = None
+    ) -> None:
         super().__init__(timeout=load_timeout, operation_timeout=operation_timeout)  # type: ignore[no-untyped-call]
         self.session.headers["User-Agent"] = "council-connector-hub"
+        adapter = _CheckedAdapter(outbound if outbound is not None else current_allow_list())
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self._wsdl = wsdl
         self._locations = dict(locations)
         self._folder = None if _is_url(wsdl) else Path(wsdl).resolve().parent
@@ -91,6 +118,9 @@ class GuardedTransport(Transport):
             address, data=message, headers=headers, timeout=self.operation_timeout, allow_redirects=False
         )
         self._last.status = response.status_code
+        if (target := redirect_target(address, response)) is not None:
+            response.close()
+            raise PermanentError(f"the back office answered with a redirect to {target}, which the hub does not follow")
         if response.status_code not in self._SOAP_STATUSES:
             response.close()
             raise HttpStatus(response.status_code)
@@ -112,9 +142,10 @@ def resolve_wsdl(location: str) -> str:
 
 
 def load_client(
-    wsdl: str, xsd_locations: Mapping[str, str], load_timeout: float, operation_timeout: float
+    wsdl: str, xsd_locations: Mapping[str, str], load_timeout: float, operation_timeout: float, outbound: AllowList | None = None
 ) -> tuple[zeep.Client, GuardedTransport]:
-    """Loads the WSDL with every import read from a listed local file; ConfigError names the file."""
+    """Loads the WSDL with every import read from a listed local file; ConfigError names the file.
+    A WSDL given as a URL is fetched only from a host the connector's tenants allow."""
     location = resolve_wsdl(wsdl)
     base = REPO_ROOT if _is_url(location) else Path(location).parent
     locations = {key: (Path(value) if Path(value).is_absolute() else base / value) for key, value in xsd_locations.items()}
@@ -123,7 +154,7 @@ def load_client(
     for key, path in locations.items():
         if not path.is_file():
             raise ConfigError(f"{wsdl}: xsd_locations maps {key!r} to {path}, which is not a file")
-    transport = GuardedTransport(location, locations, load_timeout, operation_timeout)
+    transport = GuardedTransport(location, locations, load_timeout, operation_timeout, outbound)
     try:
         client = zeep.Client(location, transport=transport, settings=safe_settings())  # type: ignore[no-untyped-call]
     except UnlistedLocation as exc:
@@ -131,6 +162,8 @@ def load_client(
             f"{wsdl}: imports {exc.url}, which is not listed in xsd_locations; "
             "map it to a local copy (nothing is fetched from the network)"
         ) from None
+    except OutboundRefused as exc:
+        raise ConfigError(f"{wsdl}: {exc.reason}; a WSDL loads only from a file or an allowed host") from None
     except ConfigError:
         raise
     except Exception as exc:  # zeep, lxml, requests and OSError all mean the same: unusable WSDL

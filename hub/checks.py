@@ -1,7 +1,8 @@
 """`hub config check`: proves the whole configuration offline, listing every problem by file.
 
 Schemas compile, routes name configured connectors and known forms, connector options are
-valid, every routed pair has a mapping, and every mapping turns its cases into their records.
+valid, connectors call only hosts their tenants allow, tenants offer the forms their clients
+and routes use, every routed pair has a mapping, and every mapping turns its cases into their records.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from connectors.base import Connector, Secrets
 from connectors.registry import ConnectorRegistry
 from hub.config import HubConfig, load_config
+from hub.connector_hosts import connector_allow_list, outbound_problems
 from hub.errors import HubError
 from hub.forms import FormRegistry, load_forms
 from hub.mapping import Mapping as RecordMapping
@@ -41,7 +43,12 @@ def check_configuration(
         problems.extend(str(exc).splitlines())
     connectors: dict[str, Connector] = {}
     if config is not None:
-        connectors = _build_connectors(config, registry or ConnectorRegistry.from_entry_points(), environ, problems)
+        refused = outbound_problems(config, environ, settings.config_dir)
+        problems.extend(problem.message for problem in refused)
+        # a refused connector is not built: its WSDL may be on the very host that was refused
+        skip = {problem.connector for problem in refused}
+        connectors = _build_connectors(config, registry or ConnectorRegistry.from_entry_points(), environ, problems, skip)
+        problems.extend(_check_tenant_forms(config))
     if config is not None and forms is not None:
         problems.extend(_check_routes(settings, config, forms, mappings))
     if forms is not None:
@@ -53,16 +60,35 @@ def check_configuration(
 
 
 def _build_connectors(
-    config: HubConfig, registry: ConnectorRegistry, environ: Mapping[str, str], problems: list[str]
+    config: HubConfig, registry: ConnectorRegistry, environ: Mapping[str, str], problems: list[str], skip: set[str | None]
 ) -> dict[str, Connector]:
-    """Builds every connector offline: options valid, WSDLs load, operations exist."""
+    """Builds every connector offline, as the worker would: options valid, WSDLs load, operations exist."""
     built: dict[str, Connector] = {}
     for name, connector_config in sorted(config.connectors.items()):
+        if name in skip:
+            continue
         try:
-            built[name] = registry.build(connector_config, Secrets(environ))
+            built[name] = registry.build(connector_config, Secrets(environ), connector_allow_list(config, connector_config))
         except HubError as exc:
             problems.append(f"connectors: {exc}")
     return built
+
+
+def _check_tenant_forms(config: HubConfig) -> list[str]:
+    """A client may submit, and a tenant's route may carry, only forms its tenant offers."""
+    problems: list[str] = []
+    for client in config.clients.values():
+        tenant = config.tenants.get(client.tenant)
+        if tenant is not None and "*" not in client.forms:
+            for form_id in client.forms:
+                if not tenant.offers(form_id):
+                    problems.append(f"clients: client {client.id!r} may submit {form_id!r}, which tenant {tenant.id!r} does not offer")
+    for route in config.routes:
+        for tenant_id in route.tenants:
+            tenant = config.tenants.get(tenant_id)
+            if tenant is not None and not tenant.offers(route.form):
+                problems.append(f"routes: a route for {route.form!r} names tenant {tenant_id!r}, which does not offer that form")
+    return problems
 
 
 def _check_routes(

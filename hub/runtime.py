@@ -16,6 +16,8 @@ from connectors.registry import ConnectorRegistry
 from hub.broker import Topology
 from hub.crypto import Sealer, index_key, sealer
 from hub.config import HubConfig, load_config
+from hub.connector_hosts import connector_allow_list, outbound_problems
+from hub.errors import ConfigError
 from hub.forms import FormRegistry, load_forms
 from hub.mapping import Mapping as RecordMapping
 from hub.mapping import load_mappings
@@ -50,6 +52,10 @@ class Runtime:
         config: HubConfig | None = None,
     ) -> Runtime:
         config = config or load_config(settings.config_dir, environ)
+        # a connector pointed at a host its tenants do not allow stops the process at start-up
+        refused = outbound_problems(config, environ, settings.config_dir)
+        if refused:
+            raise ConfigError("\n".join(problem.message for problem in refused))
         return cls(
             settings=settings,
             config=config,
@@ -68,7 +74,8 @@ class Runtime:
         """The live connector for a configured name, built on first use and then reused."""
         with self._lock:
             if name not in self._connectors:
-                self._connectors[name] = self.registry.build(self.config.connectors[name], self.secrets)
+                config = self.config.connectors[name]
+                self._connectors[name] = self.registry.build(config, self.secrets, connector_allow_list(self.config, config))
             return self._connectors[name]
 
     def connector_names(self) -> list[str]:

@@ -77,9 +77,10 @@ def embedded_hub(
     max_body_bytes: int = 1024 * 1024,
     circuit: CircuitPolicy | None = None,
     env: Mapping[str, str] | None = None,
+    config_dir: Path | None = None,
 ) -> Iterator[EmbeddedHub]:
     """`env` adds to (or overrides) the environment the configuration is read with: endpoints
-    and credentials of further simulators a test starts."""
+    and credentials of further simulators a test starts. `config_dir` replaces config/."""
     crm, garden = CrmState(token="crm-token-" + secrets.token_hex(4)), CrmState(token="gw-token-" + secrets.token_hex(4))
     crm_server, garden_server = ServerThread(create_crm(crm)).start(), ServerThread(create_crm(garden)).start()
     key, westvale_key = "demo-key-" + secrets.token_hex(8), "westvale-key-" + secrets.token_hex(8)
@@ -103,6 +104,7 @@ def embedded_hub(
         exchange=f"t{secrets.token_hex(4)}.deliveries",
         max_body_bytes=max_body_bytes,
         relay_sweep_seconds=0.05,
+        **({"config_dir": config_dir} if config_dir is not None else {}),
     )
     config = load_config(settings.config_dir, env)
     for name, connector in list(config.connectors.items()):
