@@ -108,9 +108,9 @@ class GuardedTransport(httpx.HTTPTransport):
 
 
 def client(timeout_seconds: float, connect_timeout_seconds: float, outbound: AllowList | None = None) -> httpx.Client:
-    """A connector's HTTP client: explicit timeouts, calls only where `outbound` (by default the
-    allow-list the connector is being built with) allows, and redirects not followed (a back
-    office that moves must be reconfigured, not chased)."""
+    """A connector's HTTP client: explicit timeouts, calls only where `outbound` allows (by default
+    the allow-list of the connector being built; a client made later is given `self.outbound`),
+    and redirects not followed (a back office that moves must be reconfigured, not chased)."""
     return httpx.Client(
         timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
         follow_redirects=False,

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 from urllib.parse import urlsplit
 
 import idna
@@ -110,7 +111,7 @@ def blocked_host(host: str) -> bool:
 
 @dataclass(frozen=True)
 class _Pattern:
-    kind: str  # "any", "name", "suffix" or "network"
+    kind: Literal["any", "name", "suffix", "network"]
     value: str
     network: IPNetwork | None
     port: int | None
@@ -142,7 +143,7 @@ def parse_pattern(pattern: str) -> _Pattern | None:
             return None
     wildcard = text.startswith("*.")
     body = text[2:] if wildcard else text
-    if not body or any(c in body for c in "*/@ \\?#") or ":" in body and ip_literal(body) is None:
+    if not body or any(c in body for c in "*/@ \\?#") or (":" in body and ip_literal(body) is None):
         return None
     try:
         name = normal_host(body)

@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.base import DeliveryContext, Secrets
+from connectors import http
+from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
 from connectors.registry import ConnectorRegistry
 from hub.config import ConnectorConfig
 from hub.errors import ConfigError, PermanentError
@@ -332,3 +333,46 @@ def test_a_broker_off_the_list_or_at_a_metadata_address_is_not_connected_to_and_
         health = amqp(url).check()
         assert accepted(listening) == 0
     assert not health.ok and "s3cret-pw" not in health.detail and "localhost is not on" in health.detail
+
+
+# -- connectors the hub did not write ---------------------------------------------------------------
+
+
+class TicketingOptions(ConnectorOptions):
+    url: str
+
+
+class CouncilTicketing(Connector):
+    """A council's own connector from its own package: it uses the hub's HTTP client as a plug-in would."""
+
+    options_model = TicketingOptions
+    options: TicketingOptions
+
+    def __init__(self, name: str, options: TicketingOptions, secrets: Secrets) -> None:
+        super().__init__(name, options, secrets)
+        self.client = http.client(5, 5)  # no allow-list passed: made while the registry builds it
+
+    def send(self, record: Any, context: DeliveryContext) -> Outcome:
+        http.call(self.name, 5, lambda: self.client.post(self.options.url, json=record), lambda r: f"HTTP {r.status_code}")
+        return Outcome()
+
+    def check(self) -> Health:
+        return Health(True, "")
+
+
+def test_a_plug_in_and_the_open311_connector_get_their_tenants_list_without_asking_for_it(counters: list[Counter]) -> None:
+    office = counter(counters)
+    registry = ConnectorRegistry.from_entry_points()
+    registry.register("council-ticketing", CouncilTicketing)
+    elsewhere = office.url.replace("127.0.0.1", "localhost")
+    plug_in = registry.build(ConnectorConfig(name="tickets", type="council-ticketing", options={"url": elsewhere}), Secrets({}), EASTMOOR)
+    open311 = registry.build(
+        ConnectorConfig(name="street-cleansing", type="open311", options={"endpoint": elsewhere, "api_key_env": "KEY", "service_code": "FLYTIP"}),
+        Secrets({"KEY": "k"}),
+        EASTMOOR,
+    )
+    assert plug_in.outbound is EASTMOOR and open311.outbound is EASTMOOR
+    for connector in (plug_in, open311):
+        with pytest.raises(OutboundRefused, match=f"{connector.name} was not called: host localhost is not on tenant eastmoor's allowed_hosts"):
+            connector.send({"address_string": "1 High Street"}, CONTEXT)
+    assert office.hits == []
