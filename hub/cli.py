@@ -142,6 +142,7 @@ def _connectors() -> tuple[Any, list[str]]:
     from connectors.base import Secrets
     from connectors.registry import ConnectorRegistry
     from hub.config import load_config
+    from hub.connector_hosts import connector_allow_list
 
     settings = _settings()
     try:
@@ -149,7 +150,11 @@ def _connectors() -> tuple[Any, list[str]]:
     except HubError as exc:
         _fail(str(exc))
     registry = ConnectorRegistry.from_entry_points()
-    return (lambda name: registry.build(config.connectors[name], Secrets(os.environ))), sorted(config.connectors)
+    def build(name: str) -> Any:
+        connector = config.connectors[name]
+        return registry.build(connector, Secrets(os.environ), connector_allow_list(config, connector))
+
+    return build, sorted(config.connectors)
 
 
 @connectors_app.command("check")
