@@ -89,9 +89,9 @@ def test_subject_requests_answer_every_bad_request_with_a_problem_that_does_not_
     cases = [
         (hub.westvale_staff_token, {"email": EMAIL}, 403, "caseworker role"),
         (resident.caseworker, {"email": EMAIL, "tenant": "westvale"}, 404, "No tenant 'westvale'"),
-        (None, {"email": EMAIL}, 422, "/tenant"),
-        (None, {"email": EMAIL, "tenant": "nowhere"}, 422, "/tenant"),
-        (resident.caseworker, {"email": f"{NAME} at home"}, 422, "/email"),
+        (None, {"email": EMAIL}, 403, "/tenant"),
+        (None, {"email": EMAIL, "tenant": "nowhere"}, 404, "No tenant 'nowhere'"),
+        (resident.caseworker, {"email": f"{NAME} at home"}, 422, "/body/email"),
         (resident.caseworker, {"mail": EMAIL}, 422, "/body/email"),
         (resident.caseworker, {"email": "a@b." + "c" * 400}, 422, "/body/email"),
     ]
