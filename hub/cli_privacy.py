@@ -184,3 +184,17 @@ def subjects_erase(
     for item in done:
         typer.echo(f"{item.reference:<16}  {item.form_id:<36}  {item.payload}; {item.deliveries_parked} open delivery(ies) parked")
     typer.echo(f"{len(done)} submission(s) erased")
+
+
+@subjects_app.command("reindex")
+def subjects_reindex(batch: Annotated[int, typer.Option(min=1, max=100_000, help="Submissions per transaction")] = 500) -> None:
+    """Link every stored submission to its resident's e-mail address again (as keyed digests):
+    once for submissions received before the index existed, and after HUB_INDEX_KEY changes."""
+    from hub.subjects import reindex
+
+    runtime = _runtime()
+    read, written, unreadable = reindex(runtime, batch)
+    runtime.close()
+    typer.echo(f"{read} submission(s) read, {written} link(s) written, {unreadable} unreadable")
+    if unreadable:
+        _fail(f"{unreadable} payload(s) cannot be opened with any key of HUB_ENCRYPTION_KEYS; their links were left as they were")

@@ -36,6 +36,15 @@ def rule_for(rules: Sequence[RetentionRule], tenant: str, form_id: str) -> Reten
     return rules[min(ranked)[1]] if ranked else None
 
 
+def problems(rules: Sequence[RetentionRule], form_ids: Sequence[str]) -> list[str]:
+    """Rules that can never apply (a misspelt form keeps its payloads for ever), for `hub config check`."""
+    return [
+        f"retention rule for form {rule.form!r} names no form the hub has (known: {', '.join(sorted(form_ids))})"
+        for rule in rules
+        if rule.form != "*" and rule.form not in form_ids
+    ]
+
+
 @dataclass(frozen=True)
 class Purged:
     tenant: str

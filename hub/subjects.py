@@ -81,6 +81,22 @@ def erase(runtime: Runtime, tenant: str, email: str, actor: str) -> list[Erased]
     return done
 
 
+def reindex(runtime: Runtime, batch: int = 500) -> tuple[int, int, int]:
+    """Links every stored submission to its resident again, from its payload: for submissions
+    received before the index existed, or after HUB_INDEX_KEY changed. Safe to run again."""
+
+    def links(row: Any) -> list[tuple[str, str]] | None:
+        form = runtime.forms.get(row.form_id, row.form_version)
+        try:
+            payload = runtime.sealer.open(row.payload)
+        except UnknownKey:
+            return None
+        found = form.subject_identifiers(payload) if form is not None else []
+        return [(kind, subject_digest(runtime.index_key, kind, value)) for kind, value in found]
+
+    return privacy.relink(runtime.engine, links, batch)
+
+
 def _stripped(runtime: Runtime, row: Any) -> tuple[str | None, str]:
     """The payload sealed again without its x-pii fields, and what was done to it."""
     if row.payload is None:

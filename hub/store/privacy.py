@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, exists, func, insert, select, update
 
 from hub.crypto import Sealer, UnknownKey
 from hub.store.tables import audit_log, customer_links, deliveries, outbox, status_events, submissions, webhooks
@@ -57,18 +57,20 @@ def reseal(
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(of=table)
             rows = conn.execute(query).all()
+            changes: list[dict[str, Any]] = []
             for row_key, label, token in rows:
                 if sealer.is_current(token):
                     done.current += 1
                     continue
                 try:
-                    fresh = sealer.rotate(token)
+                    changes.append({"row_key": row_key, "old": token, "fresh": sealer.rotate(token)})
                 except UnknownKey:
                     done.unreadable.append(str(label))
-                    continue
-                # only if unchanged meanwhile (an erasure seals with the newest key anyway)
-                conn.execute(update(table).where(key == row_key, column == token).values({column.name: fresh}))
-                done.resealed += 1
+            if changes:
+                # only where unchanged meanwhile (an erasure seals with the newest key anyway)
+                statement = update(table).where(key == bindparam("row_key"), column == bindparam("old"))
+                conn.execute(statement.values({column.name: bindparam("fresh")}), changes)
+                done.resealed += len(changes)
         if progress is not None and rows:
             progress(done)
         if len(rows) < batch:
@@ -80,6 +82,35 @@ _SEALED: dict[str, tuple[Table, Any, Any, Any]] = {
     "submissions": (submissions, submissions.c.id, submissions.c.reference, submissions.c.payload),
     "webhooks": (webhooks, webhooks.c.id, webhooks.c.id, webhooks.c.secrets),
 }
+
+
+def relink(engine: Engine, compute: Callable[[Any], list[tuple[str, str]] | None], batch: int = 500) -> tuple[int, int, int]:
+    """Rebuilds every stored payload's links from `compute(row)` ((kind, digest) pairs, or None
+    when the payload cannot be read), `batch` submissions per transaction. Returns (submissions
+    read, links written, unreadable). For submissions stored before the index existed, or after
+    HUB_INDEX_KEY changed."""
+    read = written = unreadable = 0
+    after = 0
+    while True:
+        with engine.begin() as conn:
+            query = select(submissions).where(submissions.c.payload.is_not(None), submissions.c.id > after).order_by(submissions.c.id).limit(batch)
+            rows = conn.execute(query).all()
+            for row in rows:
+                links = compute(row)
+                if links is None:
+                    unreadable += 1
+                    continue
+                conn.execute(delete(customer_links).where(customer_links.c.submission_id == row.id))
+                if links:
+                    conn.execute(
+                        insert(customer_links),
+                        [{"tenant": row.tenant, "submission_id": row.id, "kind": k, "digest": d} for k, d in sorted(set(links))],
+                    )
+                written += len(set(links))
+            read += len(rows)
+        if len(rows) < batch:
+            return read, written, unreadable
+        after = rows[-1].id
 
 
 # -- retention
@@ -101,6 +132,8 @@ def _due(tenant: str, form_id: str, cutoff: datetime) -> Any:
         submissions.c.tenant == tenant,
         submissions.c.form_id == form_id,
         submissions.c.purged_at.is_(None),
+        # a delivery finishes after its submission arrived: this narrows the scan to old rows by index
+        submissions.c.received_at < cutoff,
         ~unfinished,
         func.coalesce(finished, submissions.c.received_at) < cutoff,
     )

@@ -184,3 +184,34 @@ def test_ict_exports_to_a_private_file_and_erases_from_the_command_line(resident
     actors = {e["actor"] for e in hub.admin("GET", "/audit", params={"action": "subject.export"}).json()}
     assert len(actors) == 1 and actors.pop().startswith("cli:")
     assert hub.runtime.sealer.open(row(hub.runtime.engine, resident.tipping).payload)["reporter"] == {}
+
+
+def test_submissions_stored_before_the_index_existed_are_found_once_reindexed(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from sqlalchemy import delete
+
+    from hub.crypto import Sealer
+    from hub.store.db import make_engine
+    from hub.store.migrate import upgrade
+    from hub.store.tables import customer_links
+    from hub.subjects import export, reindex
+    from tests.support.privacy import FORMS, plant
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine)
+    sealer = Sealer.from_keys([KEY])
+    older = [plant(engine, sealer, sample("missed-bin-collection", "general-uprn", email=EMAIL)) for _ in range(3)]
+    plant(engine, Sealer.from_keys([Fernet.generate_key().decode()]), sample("missed-bin-collection", "garden-uprn"))
+    plant(engine, sealer, sample("report-fly-tipping", "coordinates-anonymous"), form_id="report-fly-tipping")
+    with engine.begin() as conn:
+        conn.execute(delete(customer_links))
+    runtime = SimpleNamespace(engine=engine, sealer=sealer, index_key=INDEX_KEY, forms=FORMS)
+    assert export(runtime, "eastmoor", EMAIL, "t")["submissions"] == []  # type: ignore[arg-type]
+
+    assert reindex(runtime, batch=2) == (5, 3, 1)  # type: ignore[arg-type]
+    assert reindex(runtime, batch=2) == (5, 3, 1)  # type: ignore[arg-type]
+    found = export(runtime, "eastmoor", EMAIL, "t")["submissions"]  # type: ignore[arg-type]
+    assert [s["reference"] for s in found] == [p.reference for p in older]
+    assert all(len(links_of(engine, p.submission_id)) == 1 for p in older)
+    engine.dispose()

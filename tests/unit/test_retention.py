@@ -169,3 +169,11 @@ def test_a_worker_purges_on_its_schedule_and_the_front_end_still_follows_the_ref
     assert entry["actor"] == "schedule:retention" and entry["detail"]["purged"] == 1
     shown = hub.admin("GET", f"/submissions/{delivered}").json()
     assert shown["payload"] is None and shown["purged_at"] is not None and shown["deliveries"][0]["state"] == "delivered"
+
+
+def test_a_rule_for_a_form_the_hub_does_not_have_is_reported() -> None:
+    rules = (RetentionRule(days=90), RetentionRule(form="missed-bin-colection", days=7))
+    assert retention.problems(rules, ["missed-bin-collection", "report-fly-tipping"]) == [
+        "retention rule for form 'missed-bin-colection' names no form the hub has (known: missed-bin-collection, report-fly-tipping)"
+    ]
+    assert retention.problems(rules[:1], ["missed-bin-collection"]) == []
