@@ -74,22 +74,26 @@ def _submission(runtime: Runtime, staff: Staff, reference: str) -> dict[str, Any
         }
         if row.payload is not None:
             try:
-                payload = runtime.sealer.open(row.payload)
+                found["payload"] = _shown(runtime, row, runtime.sealer.open(row.payload), personal)
             except UnknownKey as error:
                 found["payload_error"] = str(error)
-            else:
-                form = runtime.forms.get(row.form_id, row.form_version)
-                found["payload"] = payload if personal else form.masked(payload, HIDDEN) if form is not None else HIDDEN
-        if personal:
-            if row.payload is not None:
-                detail = {"form": row.form_id}
-                privacy.audit(conn, datetime.now(UTC), f"staff:{staff.id}", row.tenant, "submission.view", row.reference, detail)
-        else:
+        if personal and found["payload"] is not None:
+            detail = {"form": row.form_id}
+            privacy.audit(conn, datetime.now(UTC), f"staff:{staff.id}", row.tenant, "submission.view", row.reference, detail)
+        if not personal:
             # a back office's message may name the resident: metadata only for viewers
             for event in found["timeline"]:
                 if event["message"] is not None:
                     event["message"] = HIDDEN
         return found
+
+
+def _shown(runtime: Runtime, row: Any, payload: Any, personal: bool) -> Any:
+    if personal:
+        return payload
+    form = runtime.forms.get(row.form_id, row.form_version)
+    # without its schema nothing tells personal answers from the rest: hide them all
+    return form.masked(payload, HIDDEN) if form is not None else HIDDEN
 
 
 @router.get("/submissions/{reference}", responses=problem_responses(404))

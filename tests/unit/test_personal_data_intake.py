@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from hub.crypto import UNKNOWN_KEY, Sealer, subject_digest
 from hub.logs import configure
 from hub.store import submissions as store
-from hub.store.tables import customer_links
+from hub.store.tables import customer_links, status_events
 from tests.support.embedded import EmbeddedHub
 from tests.support.privacy import INDEX_KEY, add_staff, raw_database, row, sample, use_keys
 
@@ -81,18 +82,26 @@ def test_staff_below_caseworker_see_x_pii_values_hidden_caseworkers_see_them_and
     caseworker = add_staff(hub, "em-caseworker", "eastmoor", "caseworker")
     reference = hub.post("missed-bin-collection", planted()).json()["reference"]
     hub.wait_until_settled(reference)
+    submission_id, now = row(hub.runtime.engine, reference).id, datetime.now(UTC)
+    with hub.runtime.engine.begin() as conn:
+        conn.execute(insert(status_events).values(
+            tenant="eastmoor", submission_id=submission_id, status="closed", message=f"Bin emptied, {NAME} told",
+            occurred_at=now, recorded_at=now, source="push", dedupe_key="t:1",
+        ))
 
     masked = hub.admin("GET", f"/submissions/{reference}", token=viewer)
     assert masked.status_code == 200 and masked.json()["personal_data"] == "hidden"
     body = masked.json()
     assert body["payload"]["email"] == "[hidden]" and body["payload"]["name"] == "[hidden]" and body["payload"]["notes"] == "[hidden]"
     assert body["payload"]["bin_type"] == "general" and body["payload"]["address"] == {"uprn": "100023336956"}
-    assert body["tenant"] == "eastmoor" and body["deliveries"][0]["state"] == "delivered" and body["timeline"] == []
+    assert body["tenant"] == "eastmoor" and body["deliveries"][0]["state"] == "delivered"
+    assert [(e["status"], e["message"]) for e in body["timeline"]] == [("closed", "[hidden]")]
     assert NAME not in masked.text and EMAIL not in masked.text
     assert hub.admin("GET", "/audit", params={"action": "submission.view"}).json() == []
 
     shown = hub.admin("GET", f"/submissions/{reference}", token=caseworker).json()
     assert shown["personal_data"] == "shown" and shown["payload"]["email"] == EMAIL
+    assert shown["timeline"][0]["message"] == f"Bin emptied, {NAME} told"
     [entry] = hub.admin("GET", "/audit", params={"action": "submission.view"}).json()
     assert entry["actor"] == "staff:em-caseworker" and entry["target"] == reference and entry["tenant"] == "eastmoor"
 
