@@ -72,8 +72,8 @@ def erase(runtime: Runtime, tenant: str, email: str, actor: str) -> list[Erased]
     done: list[Erased] = []
     with runtime.engine.begin() as conn:
         for row in privacy.linked(conn, tenant, "email", digest, lock=True):
-            sealed, what = _stripped(runtime, row)
-            parked = privacy.erase(conn, row.id, sealed, now, ERASED_REASON)
+            sealed, what, values = _stripped(runtime, row)
+            parked = privacy.erase(conn, row.id, sealed, now, ERASED_REASON, values)
             item = Erased(row.reference, row.form_id, what, parked)
             detail = {"form": row.form_id, "payload": what, "deliveries_parked": parked}
             privacy.audit(conn, now, actor, tenant, "subject.erase", row.reference, detail)
@@ -97,16 +97,16 @@ def reindex(runtime: Runtime, batch: int = 500) -> tuple[int, int, int]:
     return privacy.relink(runtime.engine, links, batch)
 
 
-def _stripped(runtime: Runtime, row: Any) -> tuple[str | None, str]:
-    """The payload sealed again without its x-pii fields, and what was done to it."""
+def _stripped(runtime: Runtime, row: Any) -> tuple[str | None, str, list[str]]:
+    """The payload sealed again without its x-pii fields, what was done to it, and the values removed."""
     if row.payload is None:
-        return None, "already purged"
+        return None, "already purged", []
     form = runtime.forms.get(row.form_id, row.form_version)
     try:
         payload = runtime.sealer.open(row.payload)
     except UnknownKey:
-        return None, "whole payload removed (no key opens it)"
+        return None, "whole payload removed (no key opens it)", []
     if form is None:
         # without its schema the hub cannot tell personal answers from the rest: keep none
-        return None, "whole payload removed (form unknown)"
-    return runtime.sealer.seal(form.without_personal_data(payload)), "personal data removed"
+        return None, "whole payload removed (form unknown)", []
+    return runtime.sealer.seal(form.without_personal_data(payload)), "personal data removed", form.pii_values(payload)

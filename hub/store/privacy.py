@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, exists, func, insert, select, update
 
 from hub.crypto import Sealer, UnknownKey
-from hub.store.tables import audit_log, customer_links, deliveries, outbox, status_events, submissions, webhooks
+from hub.store.tables import attempts, audit_log, customer_links, deliveries, outbox, status_events, submissions, webhooks
 
 OPEN_STATES = ("pending", "retrying")
 
@@ -229,12 +229,15 @@ def history(conn: Connection, submission_id: int) -> dict[str, list[dict[str, An
     }
 
 
-def erase(conn: Connection, submission_id: int, sealed_payload: str | None, now: datetime, reason: str) -> int:
+def erase(
+    conn: Connection, submission_id: int, sealed_payload: str | None, now: datetime, reason: str, values: Sequence[str] = ()
+) -> int:
     """Replaces the payload with what is left after removing personal data, forgets the links and
-    messages, and parks every delivery still open (so nothing half-erased is sent). Returns how
-    many deliveries were parked."""
+    messages, blanks `values` (the removed answers) where delivery errors quoted them, and parks
+    every delivery still open (so nothing half-erased is sent). Returns how many were parked."""
     conn.execute(update(submissions).where(submissions.c.id == submission_id).values(payload=sealed_payload, erased_at=now))
     _forget(conn, [submission_id])
+    _scrub_errors(conn, submission_id, values)
     open_ids = list(
         conn.execute(
             select(deliveries.c.id).where(deliveries.c.submission_id == submission_id, deliveries.c.state.in_(OPEN_STATES))
@@ -248,3 +251,24 @@ def erase(conn: Connection, submission_id: int, sealed_payload: str | None, now:
         )
         conn.execute(delete(outbox).where(outbox.c.delivery_id.in_(open_ids)))
     return len(open_ids)
+
+
+REDACTED = "[erased]"
+
+
+def _scrub_errors(conn: Connection, submission_id: int, values: Sequence[str]) -> None:
+    """A back office's or a mapping's error may quote an answer (a date, an address it refused)."""
+    # longest first, so a value holding another is blanked whole; very short ones would ruin the text
+    wanted = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+    if not wanted:
+        return
+    mine = select(deliveries.c.id).where(deliveries.c.submission_id == submission_id)
+    for table, column in ((deliveries, deliveries.c.last_error), (attempts, attempts.c.error)):
+        key = table.c.id
+        where = key.in_(mine) if table is deliveries else attempts.c.delivery_id.in_(mine)
+        for row_key, text in conn.execute(select(key, column).where(where, column.is_not(None))).all():
+            scrubbed = text
+            for value in wanted:
+                scrubbed = scrubbed.replace(value, REDACTED)
+            if scrubbed != text:
+                conn.execute(update(table).where(key == row_key).values({column.name: scrubbed}))

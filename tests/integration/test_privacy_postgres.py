@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text, update
 
 from hub import retention
 from hub.config import HubConfig, RetentionRule
@@ -21,7 +21,7 @@ from hub.store import submissions as store
 from hub.store.db import make_engine
 from hub.store.migrate import upgrade
 from hub.store.replay import audit_entries
-from hub.store.tables import deliveries
+from hub.store.tables import attempts, deliveries
 from hub.subjects import ERASED_REASON, erase, export
 from tests.support.privacy import FORMS, INDEX_KEY, links_of, messages_of, plant, row, sample
 from tests.support.servers import PostgresServer
@@ -92,6 +92,13 @@ def test_an_erasure_strips_one_residents_data_in_one_tenant_and_parks_their_open
     email = "aoife.mccann@example.org"
     mine = plant(engine, SEALER, sample("missed-bin-collection", "general-uprn"), states=("delivered", "retrying"))
     theirs = plant(engine, SEALER, sample("missed-bin-collection", "general-uprn"), tenant="westvale")
+    with engine.begin() as conn:
+        # a back office that quoted the answers it refused
+        first = conn.execute(select(deliveries.c.id).where(deliveries.c.submission_id == mine.submission_id).order_by(deliveries.c.id)).scalars().first()
+        refused = f"crm answered HTTP 400: {email} for Aoife McCann is not known"
+        conn.execute(update(deliveries).where(deliveries.c.id == first).values(last_error=refused))
+        now = datetime.now(UTC)
+        conn.execute(insert(attempts).values(delivery_id=first, tenant="eastmoor", number=1, started_at=now, finished_at=now, outcome="permanent", error=refused))
     assert len(export(runtime, "eastmoor", email, "staff:dpo")["submissions"]) == 1  # type: ignore[arg-type]
 
     [erased] = erase(runtime, "eastmoor", email, "staff:dpo")  # type: ignore[arg-type]
@@ -100,7 +107,10 @@ def test_an_erasure_strips_one_residents_data_in_one_tenant_and_parks_their_open
     assert kept == {"address": {"uprn": "100023336956"}, "bin_type": "general", "collection_date": "2026-11-20", "bin_location": "front_of_property"}
     with engine.connect() as conn:
         states = conn.execute(select(deliveries.c.state, deliveries.c.last_error).where(deliveries.c.submission_id == mine.submission_id).order_by(deliveries.c.id)).all()
-    assert [tuple(s) for s in states] == [("delivered", None), ("parked", ERASED_REASON)]
+    scrubbed = "crm answered HTTP 400: [erased] for [erased] [erased] is not known"
+    assert [tuple(s) for s in states] == [("delivered", scrubbed), ("parked", ERASED_REASON)]
+    with engine.connect() as conn:
+        assert conn.execute(select(attempts.c.error)).scalars().all() == [scrubbed]
     assert SEALER.open(row(engine, theirs.reference).payload)["email"] == email
     [entry] = audit_entries(engine, "subject.erase")
     assert entry["target"] == mine.reference and email not in str(entry)
