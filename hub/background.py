@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hub import retention
 from hub.logs import get_logger
 from hub.runtime import Runtime
 
@@ -51,4 +52,5 @@ class Periodic:
 def jobs(runtime: Runtime) -> list[Job]:
     """Every periodic job a worker process runs. Each feature adds its own line here."""
     found: list[Job] = []
+    found.append(Job("retention", runtime.settings.retention_interval_seconds, lambda: retention.scheduled(runtime)))
     return found

@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
+from hub import cli_privacy
 from hub.config import hash_api_key
 from hub.errors import HubError
 from hub.settings import Settings
@@ -24,6 +25,9 @@ app.add_typer(clients_app, name="clients")
 deliveries_app = typer.Typer(help="Find parked deliveries and replay them.", no_args_is_help=True)
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(cli_privacy.keys_app, name="keys")
+app.add_typer(cli_privacy.retention_app, name="retention")
+app.add_typer(cli_privacy.subjects_app, name="subjects")
 
 
 def _settings() -> Settings:

@@ -37,20 +37,32 @@ def _dev_secret(name: str, make: Any) -> str:
     return path.read_text().strip()
 
 
+class UnknownKey(ConfigError):
+    """Sealed data that no key of HUB_ENCRYPTION_KEYS opens: retrying cannot help, a key is missing."""
+
+
+UNKNOWN_KEY = (
+    "the stored data cannot be opened with any key of HUB_ENCRYPTION_KEYS "
+    "(was the key it was sealed with removed before `hub keys rotate` re-sealed everything?)"
+)
+
+
 @dataclass(frozen=True)
 class Sealer:
     """Seals JSON values with the newest key; opens with any key still listed."""
 
     fernet: MultiFernet
+    newest: Fernet
 
     @classmethod
     def from_keys(cls, keys: list[str]) -> Sealer:
         if not keys:
             raise ConfigError("HUB_ENCRYPTION_KEYS: give at least one Fernet key (make one with `hub keys new`)")
         try:
-            return cls(MultiFernet([Fernet(key.encode()) for key in keys]))
+            fernets = [Fernet(key.encode()) for key in keys]
         except ValueError:
             raise ConfigError("HUB_ENCRYPTION_KEYS: each key must be 32 url-safe base64-encoded bytes (`hub keys new`)") from None
+        return cls(MultiFernet(fernets), fernets[0])
 
     def seal(self, value: Any) -> str:
         return self.fernet.encrypt(orjson.dumps(value)).decode()
@@ -59,17 +71,33 @@ class Sealer:
         try:
             return orjson.loads(self.fernet.decrypt(token.encode()))
         except InvalidToken:
-            raise ConfigError("a stored payload cannot be opened with any of HUB_ENCRYPTION_KEYS") from None
+            raise UnknownKey(UNKNOWN_KEY) from None
+
+    def is_current(self, token: str) -> bool:
+        """Whether the token is already sealed with the newest key (so a rotation may skip it)."""
+        try:
+            self.newest.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def rotate(self, token: str) -> str:
-        """The same value sealed again with the newest key."""
-        return self.fernet.rotate(token.encode()).decode()
+        """The same value sealed again with the newest key (its original time is kept)."""
+        try:
+            return self.fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise UnknownKey(UNKNOWN_KEY) from None
+
+
+def new_key() -> str:
+    """A fresh Fernet key, for HUB_ENCRYPTION_KEYS."""
+    return Fernet.generate_key().decode()
 
 
 def encryption_keys(settings: Settings) -> list[str]:
     if settings.encryption_keys is not None:
         return [k for k in settings.encryption_keys.get_secret_value().replace(",", " ").split() if k]
-    return [_dev_secret("encryption.key", lambda: Fernet.generate_key().decode())]
+    return [_dev_secret("encryption.key", new_key)]
 
 
 def sealer(settings: Settings) -> Sealer:

@@ -93,7 +93,13 @@ class DeliveryHandler:
             return Result("unknown")
         if not job.is_open:
             return Result(f"already-{job.state}")  # a redelivered message for a finished delivery
-        payload = self.runtime.sealer.open(job.payload) if job.payload is not None else None
+        try:
+            payload = self.runtime.sealer.open(job.payload) if job.payload is not None else None
+        except ConfigError as error:  # sealed with a key no longer listed: park it, a retry cannot help
+            deliveries.record_parked(self.runtime.engine, job.delivery_id, datetime.now(UTC), str(error), "permanent")
+            metrics.DELIVERIES.labels(job.connector, "parked").inc()
+            log.error("delivery_parked", reference=job.reference, delivery_id=job.delivery_id, connector=job.connector, reason=str(error))
+            return Result("parked")
         form = self.runtime.forms.get(job.form_id, job.form_version)
         pii = form.pii_values(payload) if form is not None and payload is not None else []
         with personal_data(pii), structlog.contextvars.bound_contextvars(

@@ -16,6 +16,16 @@ from urllib.request import url2pathname
 import jsonschema_rs
 
 from hub.errors import SchemaError
+from hub.pii import (
+    DROP,
+    EmailPath,
+    email_paths,
+    emails_at,
+    overlaps,
+    pii_paths,
+    rewrite,
+    strings_at,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,8 @@ class Form:
     validator: Any = field(repr=False)
     # JSON pointers (with "*" for array items) of the fields marked "x-pii": true
     pii_paths: tuple[tuple[str, ...], ...] = ()
+    # where a resident's e-mail address is: x-pii fields with "format": "email"
+    email_paths: tuple[EmailPath, ...] = ()
 
     @property
     def title(self) -> str:
@@ -44,7 +56,7 @@ class Form:
     def errors(self, payload: Any) -> list[FieldError]:
         found: list[FieldError] = []
         for error in self.validator.iter_errors(payload):
-            for field_error in _field_errors(self.schema, error):
+            for field_error in _field_errors(self.schema, error, self.pii_paths):
                 if field_error not in found:
                     found.append(field_error)
         return found
@@ -53,8 +65,28 @@ class Form:
         """Every string found at an x-pii path, so logs can be scrubbed of them."""
         found: list[str] = []
         for path in self.pii_paths:
-            found.extend(_strings_at(payload, path))
+            found.extend(strings_at(payload, path))
         return found
+
+    def subject_identifiers(self, payload: Any) -> list[tuple[str, str]]:
+        """The resident's identifiers in a payload, as (kind, value): each e-mail address once."""
+        found: dict[str, tuple[str, str]] = {}
+        for email in self.email_paths:
+            for value in emails_at(payload, email, 0):
+                found.setdefault(value.strip().lower(), ("email", value.strip()))
+        return list(found.values())
+
+    def without_personal_data(self, payload: Any) -> Any:
+        """The payload with every x-pii field removed (an erasure keeps the other answers)."""
+        for path in self.pii_paths:
+            payload = rewrite(payload, path, DROP)
+        return {} if payload is DROP else payload
+
+    def masked(self, payload: Any, mask: str = "[hidden]") -> Any:
+        """The payload with every x-pii value shown as `mask`, for staff without the caseworker role."""
+        for path in self.pii_paths:
+            payload = rewrite(payload, path, mask)
+        return payload
 
 
 class FormRegistry:
@@ -88,7 +120,8 @@ def compile_form(form_id: str, version: int, path: Path) -> Form:
         validator = schema_validator(schema, path)
     except (ValueError, jsonschema_rs.ReferencingError) as exc:
         raise SchemaError(f"{path}: schema does not compile: {exc}") from None
-    return Form(form_id, version, schema, path, validator, tuple(_pii_paths(schema, ())))
+    emails = tuple(dict.fromkeys(email_paths(schema, schema, (), False, (), frozenset())))
+    return Form(form_id, version, schema, path, validator, tuple(pii_paths(schema, ())), emails)
 
 
 def schema_validator(schema: Any, path: Path, validate_formats: bool = True) -> Any:
@@ -125,52 +158,6 @@ def load_forms(directory: Path) -> FormRegistry:
     if problems:
         raise SchemaError("\n".join(problems))
     return FormRegistry(forms)
-
-
-def _pii_paths(schema: Any, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-    if not isinstance(schema, dict):
-        return
-    if schema.get("x-pii") is True:
-        yield prefix
-        return
-    for name, sub in (schema.get("properties") or {}).items():
-        yield from _pii_paths(sub, prefix + (name,))
-    if isinstance(schema.get("items"), dict):
-        yield from _pii_paths(schema["items"], prefix + ("*",))
-    for keyword in ("oneOf", "anyOf", "allOf"):
-        for sub in schema.get(keyword) or ():
-            yield from _pii_paths(sub, prefix)
-    for sub in (schema.get("$defs") or {}).values():
-        # definitions are reached through $ref; mark their fields wherever they are used
-        for inner in _pii_paths(sub, ()):
-            yield ("**",) + inner
-
-
-def _strings_at(value: Any, path: tuple[str, ...]) -> Iterator[str]:
-    if not path:
-        if isinstance(value, str):
-            yield value
-        elif isinstance(value, dict):
-            for inner in value.values():
-                yield from _strings_at(inner, ())
-        elif isinstance(value, list):
-            for inner in value:
-                yield from _strings_at(inner, ())
-        elif value is not None and not isinstance(value, bool):
-            yield str(value)
-        return
-    head, rest = path[0], path[1:]
-    if head == "**":
-        # a $defs field: look for it at any depth
-        yield from _strings_at(value, rest)
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        for child in children:
-            yield from _strings_at(child, path)
-    elif head == "*" and isinstance(value, list):
-        for item in value:
-            yield from _strings_at(item, rest)
-    elif isinstance(value, dict) and head in value:
-        yield from _strings_at(value[head], rest)
 
 
 def _pointer(parts: Sequence[str | int]) -> str:
@@ -210,7 +197,7 @@ _FORMAT_WORDS = {
 }
 
 
-def _field_errors(schema: Mapping[str, Any], error: Any) -> list[FieldError]:
+def _field_errors(schema: Mapping[str, Any], error: Any, pii_paths: tuple[tuple[str, ...], ...] = ()) -> list[FieldError]:
     """One or more plain-English errors for one validation error.
 
     When no branch of a oneOf/anyOf matches, the errors of the closest branch are given
@@ -222,11 +209,12 @@ def _field_errors(schema: Mapping[str, Any], error: Any) -> list[FieldError]:
         branches = [b for b in error.kind.as_dict().get("context") or [] if b]
         if branches and not (isinstance(owner, Mapping) and owner.get("x-error-message")):
             best = min(branches, key=lambda b: (len(b), -max(len(e.instance_path) for e in b)))
-            return [fe for e in best for fe in _field_errors(schema, e)]
-    return [_field_error(schema, error)]
+            return [fe for e in best for fe in _field_errors(schema, e, pii_paths)]
+    personal = any(overlaps(list(error.instance_path), path) for path in pii_paths)
+    return [_field_error(schema, error, personal)]
 
 
-def _field_error(schema: Mapping[str, Any], error: Any) -> FieldError:
+def _field_error(schema: Mapping[str, Any], error: Any, personal: bool = False) -> FieldError:
     kind = error.kind
     name = kind.name
     instance_path = list(error.instance_path)
@@ -272,6 +260,10 @@ def _field_error(schema: Mapping[str, Any], error: Any) -> FieldError:
         message = f"{label} must have at least {details['limit']} item(s)"
     elif name in ("oneOf", "anyOf"):
         message = f"{label} does not match any of the accepted forms"
+    elif personal:
+        # the validator's own message quotes the value, and an x-pii value never goes back out
+        # (nor does a group of fields that holds one)
+        message = f"{label} is not valid"
     else:
         message = f"{label}: {error.message}"
     return FieldError(_pointer(instance_path), message)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from hub import metrics
 from hub.api.batching import IntakeBatcher
 from hub.config import Client
+from hub.crypto import subject_digest
 from hub.forms import Form
 from hub.logs import get_logger, personal_data
 from hub.relay import Relay
@@ -45,6 +46,10 @@ async def store_submission(
         idempotency_key=idempotency_key,
         connectors=connectors,
         reference_prefix=runtime.config.tenants[client.tenant].reference_prefix,
+        # keyed digests, never the addresses: they find the resident's submissions for access and erasure
+        subject_links=tuple(
+            (kind, subject_digest(runtime.index_key, kind, value)) for kind, value in form.subject_identifiers(payload)
+        ),
     )
     with personal_data(form.pii_values(payload)):
         accepted = await batcher.accept(new)
