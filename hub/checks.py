@@ -12,6 +12,7 @@ from typing import Any
 
 from connectors.base import Connector, Secrets
 from connectors.registry import ConnectorRegistry
+from hub import retention
 from hub.config import HubConfig, load_config
 from hub.connector_hosts import connector_allow_list, outbound_problems
 from hub.errors import HubError
@@ -51,6 +52,8 @@ def check_configuration(
         problems.extend(_check_tenant_forms(config))
     if config is not None and forms is not None:
         problems.extend(_check_routes(settings, config, forms, mappings))
+        # a misspelt form in a retention rule would keep that form's payloads for ever
+        problems.extend(retention.problems(config.retention, forms.ids()))
     if forms is not None:
         problems.extend(_check_front_doors(settings, forms))
     problems.extend(_check_cases(settings, mappings, forms, connectors))

@@ -17,7 +17,7 @@ from connectors.base import DeliveryContext
 from hub import metrics
 from hub.batch import GroupCall
 from hub.errors import ConfigError, DeliveryError, MappingError, PermanentError, TransientError
-from hub.logs import get_logger, personal_data
+from hub.logs import get_logger, personal_data, scrubbed
 from hub.retry import decide
 from hub.runtime import Runtime
 from hub.store import circuits, deliveries
@@ -179,6 +179,8 @@ class DeliveryHandler:
         return Result("delivered")
 
     def _failed(self, job: deliveries.DeliveryJob, attempt: int, started: datetime, error: DeliveryError) -> Result:
+        # a mapping or back-office error may quote an answer: the stored reason must not
+        error.reason = scrubbed(error.reason)
         connector = self.runtime.config.connectors[job.connector]
         if isinstance(error, TransientError):
             before = self._circuit(job.connector).state

@@ -56,9 +56,20 @@ def _scrub(value: Any, values: tuple[str, ...]) -> Any:
     return _scrub_text(str(value), values)
 
 
-def redact(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+def _current() -> tuple[str, ...]:
     # longest first, so a value that contains another is blanked whole
-    values = tuple(sorted(set(_pii.get()) | _secrets, key=len, reverse=True))
+    return tuple(sorted(set(_pii.get()) | _secrets, key=len, reverse=True))
+
+
+def scrubbed(text: str) -> str:
+    """`text` with the personal data and secrets of the current block blanked, for anything that
+    is stored or shown to staff (a delivery's last error) as well as logged."""
+    values = _current()
+    return _scrub_text(text, values) if values else text
+
+
+def redact(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    values = _current()
     if not values:
         return event
     return {k: _scrub(v, values) for k, v in event.items()}
