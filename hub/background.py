@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hub.logs import get_logger
+from hub.pollers import StatusPoller
 from hub.runtime import Runtime
+from hub.webhooks import WebhookSender
 
 log = get_logger("hub.background")
 
@@ -51,4 +53,6 @@ class Periodic:
 def jobs(runtime: Runtime) -> list[Job]:
     """Every periodic job a worker process runs. Each feature adds its own line here."""
     found: list[Job] = []
+    found.append(Job("status-poll", StatusPoller.tick(runtime), StatusPoller(runtime).run))
+    found.append(Job("webhooks", WebhookSender.TICK_SECONDS, WebhookSender(runtime).run))
     return found
