@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,11 +28,16 @@ problems.KINDS.setdefault(
 )
 
 
+EventType = Literal["delivery.delivered", "delivery.parked", "submission.status_changed"]
+# a host name or IPv4 address, an optional port, then any path and query
+URL_PATTERN = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?(?:[/?][!-~]*)?$"
+
+
 class NewWebhook(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2048, description="An http(s) URL on a host the council allows")
-    events: list[str] | None = Field(default=None, description=f"Event types to send (default: all): {', '.join(store.EVENT_TYPES)}")
+    url: str = Field(pattern=URL_PATTERN, max_length=2048, description="An http(s) URL on a host the council allows")
+    events: list[EventType] | None = Field(default=None, min_length=1, description="Event types to send (default: all)")
 
 
 class Delivery(BaseModel):
@@ -86,20 +91,16 @@ def _out(hook: store.Webhook, recent: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _check(runtime: Runtime, client: Client, new: NewWebhook) -> list[dict[str, str]]:
-    errors = []
+def _refusal(runtime: Runtime, client: Client, url: str) -> str | None:
+    """Why the hub will not call this URL for this client's council, or None."""
     tenant = runtime.config.tenants.get(client.tenant)
     try:
-        check_url(new.url, AllowList(tenant.allowed_hosts if tenant is not None else ()))
+        check_url(url, AllowList(tenant.allowed_hosts if tenant is not None else ()))
     except OutboundRefused as exc:
-        errors.append({"pointer": "/url", "detail": f"{exc.reason}."})
-    if new.events is not None:
-        if not new.events:
-            errors.append({"pointer": "/events", "detail": "Give at least one event type, or leave events out for all."})
-        for index, event in enumerate(new.events):
-            if event not in store.EVENT_TYPES:
-                errors.append({"pointer": f"/events/{index}", "detail": f"Unknown event type {event!r}; known: {', '.join(store.EVENT_TYPES)}."})
-    return errors
+        return f"{exc.reason}."
+    except ValueError:  # a port out of range
+        return "The URL cannot be read."
+    return None
 
 
 def _found(runtime: Runtime, client: Client, webhook_id: str) -> store.Webhook:
@@ -109,11 +110,12 @@ def _found(runtime: Runtime, client: Client, webhook_id: str) -> store.Webhook:
     return hook
 
 
-@router.post("", status_code=201, response_model=WebhookCreated, responses=problem_responses(401, 409, 422, 503))
+@router.post("", status_code=201, response_model=WebhookCreated, responses=problem_responses(400, 401, 403, 409, 422, 503))
 async def create_webhook(new: NewWebhook, runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
-    errors = await run_in_threadpool(_check, runtime, client, new)  # resolving the host may block
-    if errors:
-        raise Problem(422, "validation-failed", f"{len(errors)} field(s) need attention.", errors=errors)
+    """403 when the council does not allow the URL's host (or it is a link-local / metadata address)."""
+    refused = await run_in_threadpool(_refusal, runtime, client, new.url)  # resolving the host may block
+    if refused is not None:
+        raise Problem(403, "forbidden", "The hub will not call this URL.", errors=[{"pointer": "/url", "detail": refused}])
     if await run_in_threadpool(store.count_for_client, runtime.engine, client.tenant, client.id) >= MAX_WEBHOOKS_PER_CLIENT:
         raise Problem(409, "too-many-webhooks", f"A client may have {MAX_WEBHOOKS_PER_CLIENT} webhooks; delete one first.")
     now = datetime.now(UTC)
@@ -138,6 +140,12 @@ async def list_webhooks(runtime: RuntimeDep, client: ClientDep) -> dict[str, Any
         return {"webhooks": [_out(h, recent[h.id]) for h in hooks]}
 
     return await run_in_threadpool(read)
+
+
+@router.api_route("", methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"], include_in_schema=False)
+async def other_methods() -> Response:
+    # Starlette's own 405 lists only the first route's methods; this path has two
+    raise Problem(405, "bad-request", "Method Not Allowed", headers={"Allow": "GET, POST"})
 
 
 @router.delete("/{webhook_id}", status_code=204, responses=problem_responses(401, 404, 503))

@@ -147,3 +147,15 @@ def test_a_tenants_front_end_does_not_see_another_tenants_timeline(hub: Embedded
     reference, case = delivered(hub)
     push(hub, {"external_reference": case, "status": "closed"})
     assert hub.status(reference, key=hub.westvale_key).status_code == 404
+
+
+def test_the_crm_simulator_pushes_a_signed_case_update_that_the_hub_accepts(hub: EmbeddedHub) -> None:
+    reference, case = delivered(hub)
+    hub.crm.status_secret, hub.crm.hub_url = SECRET, hub.url
+    answer = httpx.post(f"{hub.runtime.secrets._environ['CRM_URL']}/_control/cases/{case}/status", json={"status": "closed", "message": "Done"})
+    assert answer.status_code == 200 and answer.json()["hub_status"] == 202, answer.text
+    [event] = [e for e in hub.status(reference).json()["timeline"] if e["event"] == "status"]
+    assert (event["status"], event["message"], event["source"]) == ("closed", "Done", "push")
+    hub.crm.status_secret = "a-secret-the-hub-does-not-know"
+    refused = httpx.post(f"{hub.runtime.secrets._environ['CRM_URL']}/_control/cases/{case}/status", json={"status": "reopened"})
+    assert refused.json()["hub_status"] == 401
