@@ -190,6 +190,19 @@ class Claimed:
     webhook: Webhook
 
 
+@dataclass(frozen=True)
+class _HookRow:
+    """A webhooks row as read beside a claimed event."""
+
+    id: str
+    tenant: str
+    client_id: str
+    url: str
+    events: list[str]
+    created_at: datetime
+    secrets: str
+
+
 def claim(engine: Engine, sealer: Sealer, limit: int, lease: timedelta, now: datetime) -> list[Claimed]:
     """Takes up to `limit` due events for one attempt each. The lease (a later next_attempt_at)
     keeps other senders off them; SKIP LOCKED lets several senders claim side by side on PostgreSQL."""
@@ -222,17 +235,6 @@ def claim(engine: Engine, sealer: Sealer, limit: int, lease: timedelta, now: dat
         hook = _webhook(sealer, _HookRow(row.webhook_id, row.tenant, row.client_id, row.url, row.events, row.webhook_created_at, row.secrets))
         claimed.append(Claimed(row.id, row.tenant, row.message_id, row.event_type, dict(row.body), row.attempts, hook))
     return claimed
-
-
-@dataclass(frozen=True)
-class _HookRow:
-    id: str
-    tenant: str
-    client_id: str
-    url: str
-    events: list[str]
-    created_at: datetime
-    secrets: str
 
 
 def settle(engine: Engine, claimed: Claimed, state: str, error: str | None, next_attempt_at: datetime, now: datetime) -> bool:
