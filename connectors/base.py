@@ -1,4 +1,5 @@
-"""The one small interface every connector implements: `send(record, context)` and `check()`.
+"""The one small interface every connector implements: `send(record, context)` and `check()`,
+and, for back offices that cannot push status updates, an optional `poll_status(references)`.
 
 A connector owns a pydantic model of its options and is built from it by the registry.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -35,6 +37,21 @@ class Outcome:
     """A record the back office accepted, with its own reference where it gave one."""
 
     external_reference: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What a back office says now about a record it holds: its own short status code, any
+    notes, and when the record last changed (None where the back office does not say)."""
+
+    external_reference: str
+    status: str
+    message: str | None = None
+    occurred_at: datetime | None = None
+
+
+class PollingNotSupported(ConfigError):
+    """The connector has no way to ask its back office for a record's status."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,16 @@ class Connector(ABC):
     @abstractmethod
     def check(self) -> Health:
         """Test settings, connectivity and credentials without sending a record."""
+
+    def poll_status(self, external_references: list[str]) -> list[StatusReport]:
+        """The current status of these records (the references the back office gave on delivery,
+        a bounded batch); a record the back office does not know is left out. Raise TransientError
+        when it cannot be asked just now. The default: this back office cannot be polled."""
+        raise PollingNotSupported(f"connector {self.name!r} ({type(self).__name__}) cannot be polled for status")
+
+    @property
+    def can_poll_status(self) -> bool:
+        return type(self).poll_status is not Connector.poll_status
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         """Problems that would stop the back office accepting this record, found offline

@@ -1,4 +1,5 @@
-"""Open311 GeoReport v2 connector: posts a service request, form-encoded, to a council's Open311 endpoint.
+"""Open311 GeoReport v2 connector: posts a service request, form-encoded, to a council's Open311 endpoint,
+and polls `GET requests.json?service_request_id=a,b,...` for the status of the requests it made.
 
 The mapped record names the GeoReport fields; attributes go as `attribute[code]=value` (lists repeat `[]`).
 """
@@ -6,13 +7,14 @@ The mapped record names the GeoReport fields; attributes go as `attribute[code]=
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 from pydantic import Field
 
-from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
+from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets, StatusReport
 from connectors import http
 from hub.errors import PermanentError
 
@@ -23,6 +25,9 @@ FIELDS = (
 )
 RECORD_KEYS = frozenset(FIELDS) | {"attributes"}
 DESCRIPTION_LIMIT = 4000  # GeoReport v2: free text "limited to 4,000 characters"
+# ids in one GET requests.json: the comma-separated list must stay well inside any server's URL limit
+POLL_BATCH = 50
+TOKEN_PREFIX = "token:"
 Scalar = str | int | float | bool
 
 
@@ -85,6 +90,57 @@ class Open311Connector(Connector):
         )
         return Outcome(external_reference=_request_id(response))
 
+    def poll_status(self, external_references: list[str]) -> list[StatusReport]:
+        """GeoReport v2 GET requests.json with comma-delimited service_request_ids ("this overrides all
+        other arguments"); a `token:` reference is first turned into its service_request_id."""
+        ids: dict[str, str] = {}  # service_request_id -> the reference the hub holds
+        for reference in external_references:
+            if reference.startswith(TOKEN_PREFIX):
+                found = self._request_id_of_token(reference[len(TOKEN_PREFIX):])
+                if found is not None:
+                    ids[found] = reference
+            else:
+                ids[reference] = reference
+        reports: list[StatusReport] = []
+        wanted = list(ids)
+        for start in range(0, len(wanted), POLL_BATCH):
+            params = {"service_request_id": ",".join(wanted[start:start + POLL_BATCH])}
+            if self.options.jurisdiction_id:
+                params["jurisdiction_id"] = self.options.jurisdiction_id
+            response = self._get("requests.json", params)
+            body = _json_or_none(response)
+            for item in body if isinstance(body, list) else []:
+                if not isinstance(item, dict) or str(item.get("service_request_id")) not in ids:
+                    continue
+                status = item.get("status")
+                if not isinstance(status, str) or not status.strip():
+                    continue
+                notes = item.get("status_notes")
+                reports.append(StatusReport(
+                    ids[str(item["service_request_id"])],
+                    status.strip(),
+                    notes if isinstance(notes, str) and notes.strip() else None,
+                    _w3_time(item.get("updated_datetime")),
+                ))
+        return reports
+
+    def _request_id_of_token(self, token: str) -> str | None:
+        params = {"jurisdiction_id": self.options.jurisdiction_id} if self.options.jurisdiction_id else {}
+        try:
+            response = self._get(f"tokens/{token}.json", params)
+        except PermanentError:  # not known (yet): the server has not made the request
+            return None
+        found = _request_id(response)
+        return found if found is not None and not found.startswith(TOKEN_PREFIX) else None
+
+    def _get(self, path: str, params: dict[str, str]) -> httpx.Response:
+        return http.call(
+            self.name,
+            self.options.timeout_seconds,
+            lambda: self._client.get(f"{self._base}/{path}", params=params, headers={"User-Agent": "council-connector-hub"}),
+            lambda refused: f"{self.name} refused GET {path}: HTTP {refused.status_code}: {_open311_errors(refused)}",
+        )
+
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         problems = [f"unknown field {key!r} (GeoReport v2 fields: {', '.join(sorted(RECORD_KEYS))})" for key in record if key not in RECORD_KEYS]
         if not (record.get("service_code") or self.options.service_code):
@@ -138,6 +194,17 @@ class Open311Connector(Connector):
 
 def _text(value: Scalar) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _w3_time(value: Any) -> datetime | None:
+    """A GeoReport w3 datetime (2010-01-01T00:00:00Z, or with an offset) as UTC; None if absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _json_or_none(response: httpx.Response) -> Any:

@@ -1,5 +1,6 @@
 """SOAP connector over zeep: calls one WSDL operation with the mapped record as its arguments and
 reads the back office's reference from the reply. The WSDL is loaded offline (connectors.soap_loader).
+With `status_poll`, another operation of the same service is asked for each record's status.
 
 Faults: a server fault (soap:Server, SOAP 1.2 Receiver), timeouts, connection errors and HTTP 5xx
 are retried; a client fault (soap:Client, Sender), HTTP 4xx and a record that does not fit the
@@ -11,7 +12,9 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jmespath
 import requests
@@ -21,7 +24,7 @@ from zeep.helpers import serialize_object
 from zeep.wsse.username import UsernameToken
 
 from connectors import http
-from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
+from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets, StatusReport
 from connectors.soap_loader import HttpStatus, argument_lines, load_client, record_problems
 from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
 
@@ -40,6 +43,40 @@ class UsernameTokenAuth(ConnectorOptions):
     password_env: str
 
 
+_DOTTED = r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$"
+
+
+class StatusPoll(ConnectorOptions):
+    """How to ask the back office what became of one record: an operation of the same WSDL that
+    takes the reference it gave on delivery (Bartec: ServiceRequests_Get with its ServiceCode)."""
+
+    operation: str
+    reference_argument: str = Field(pattern=_DOTTED)
+    arguments: dict[str, Any] = Field(default_factory=dict)  # fixed arguments sent every time
+    # JMESPath over the reply (serialize_object of the result), like reference_path
+    status_path: str
+    message_path: str | None = None
+    occurred_at_path: str | None = None
+    # the zone of times the back office writes without an offset (Bartec writes local time)
+    naive_times_in: str = "Europe/London"
+
+    @field_validator("status_path", "message_path", "occurred_at_path")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            jmespath.compile(value)
+        return value
+
+    @field_validator("naive_times_in")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
+        return value
+
+
 class SoapOptions(ConnectorOptions):
     wsdl: str = Field(min_length=1)  # a file (relative to the project root) or an http(s) URL
     service: str | None = None  # default: the WSDL's first service, and its first port
@@ -56,8 +93,9 @@ class SoapOptions(ConnectorOptions):
     success_when: str | None = None  # must be truthy for a reply to count as accepted
     error_path: str | None = None  # the back office's own error message, for the reason
     # dotted path in the arguments that receives the idempotency key, e.g. ExternalReference
-    idempotency_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
+    idempotency_field: str | None = Field(default=None, pattern=_DOTTED)
     check_url: str | None = Field(default=None, pattern=r"^https?://")  # default: <endpoint>?wsdl
+    status_poll: StatusPoll | None = None
 
     @field_validator("reference_path", "success_when", "error_path")
     @classmethod
@@ -79,6 +117,18 @@ def classify_fault(name: str, fault: zeep.exceptions.Fault, status: int | None) 
     if local in ("Server", "Receiver", "InternalServiceFault"):
         return TransientError(f"{name} answered with a server fault ({code}): {message}")
     return PermanentError(f"{name} refused the record with a fault ({code}): {message}")
+
+
+def _when(value: Any, zone: ZoneInfo) -> datetime | None:
+    """A time from a reply (zeep gives datetimes for xs:dateTime, strings otherwise) as UTC."""
+    if isinstance(value, str) and value:
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
 
 
 def _set_path(record: dict[str, Any], dotted: str, value: str) -> None:
@@ -110,6 +160,12 @@ class SoapConnector(Connector):
                 f"(operations: {', '.join(operations)})"
             )
         self._operation = operations[options.operation]
+        poll = options.status_poll
+        if poll is not None and poll.operation not in operations:
+            raise ConfigError(
+                f"connector {name!r}: status_poll operation {poll.operation!r} is not in {options.wsdl} "
+                f"(operations: {', '.join(operations)})"
+            )
         self.address: str = options.endpoint or self._port.binding_options["address"]
         self._proxy = self._client.create_service(str(self._binding.name), self.address)  # type: ignore[no-untyped-call]
         self._reference = jmespath.compile(options.reference_path) if options.reference_path else None
@@ -159,10 +215,36 @@ class SoapConnector(Connector):
         reference = self._reference.search(body) if self._reference is not None else None
         return Outcome(external_reference=str(reference) if reference not in (None, "") else None)
 
-    def _call(self, arguments: dict[str, Any]) -> Any:
+    def poll_status(self, external_references: list[str]) -> list[StatusReport]:
+        """One call of the status operation per record (Bartec's ServiceRequests_Get takes one
+        ServiceCode); a record the reply shows no status for is left out."""
+        poll = self.options.status_poll
+        if poll is None:
+            return super().poll_status(external_references)
+        self._ensure_auth()
+        status_path, zone = jmespath.compile(poll.status_path), ZoneInfo(poll.naive_times_in)
+        message_path = jmespath.compile(poll.message_path) if poll.message_path else None
+        time_path = jmespath.compile(poll.occurred_at_path) if poll.occurred_at_path else None
+        reports: list[StatusReport] = []
+        for reference in external_references:
+            arguments = copy.deepcopy(poll.arguments)
+            _set_path(arguments, poll.reference_argument, reference)
+            body = serialize_object(self._call(arguments, poll.operation), dict)  # type: ignore[no-untyped-call]
+            status = status_path.search(body)
+            if status in (None, "") or isinstance(status, (dict, list)):
+                continue
+            message = message_path.search(body) if message_path is not None else None
+            occurred = time_path.search(body) if time_path is not None else None
+            reports.append(StatusReport(
+                reference, str(status).strip(), str(message) if message not in (None, "") else None, _when(occurred, zone)
+            ))
+        return reports
+
+    def _call(self, arguments: dict[str, Any], operation: str | None = None) -> Any:
         name, timeout = self.name, self.options.timeout_seconds
+        operation = operation or self.options.operation
         try:
-            return self._proxy[self.options.operation](**arguments)
+            return self._proxy[operation](**arguments)
         except zeep.exceptions.Fault as fault:
             raise classify_fault(name, fault, self._transport.last_status) from None
         except HttpStatus as exc:
@@ -184,7 +266,7 @@ class SoapConnector(Connector):
             raise PermanentError(f"{name} sent a reply that does not match its WSDL") from None
         except (zeep.exceptions.ValidationError, TypeError, ValueError) as exc:
             problem = str(exc).split(". Signature:")[0][:300]
-            raise PermanentError(f"the record does not fit {self.options.operation}: {problem}") from None
+            raise PermanentError(f"the record does not fit {operation}: {problem}") from None
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         arguments = copy.deepcopy(dict(record))

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from hub import retention
 from hub.logs import get_logger
+from hub.pollers import StatusPoller
 from hub.runtime import Runtime
+from hub.webhooks import WebhookSender
 
 log = get_logger("hub.background")
 
@@ -53,4 +55,6 @@ def jobs(runtime: Runtime) -> list[Job]:
     """Every periodic job a worker process runs. Each feature adds its own line here."""
     found: list[Job] = []
     found.append(Job("retention", runtime.settings.retention_interval_seconds, lambda: retention.scheduled(runtime)))
+    found.append(Job("status-poll", StatusPoller.tick(runtime), StatusPoller(runtime).run))
+    found.append(Job("webhooks", WebhookSender.TICK_SECONDS, WebhookSender(runtime).run))
     return found

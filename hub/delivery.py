@@ -21,6 +21,7 @@ from hub.logs import get_logger, personal_data, scrubbed
 from hub.retry import decide
 from hub.runtime import Runtime
 from hub.store import circuits, deliveries
+from hub.webhooks import OutcomeEvents
 
 log = get_logger("hub.delivery")
 
@@ -55,6 +56,8 @@ class DeliveryHandler:
         self._delivered: GroupCall[tuple[int, datetime, str | None], int | None] = GroupCall(
             lambda done: deliveries.record_delivered_many(engine, done), "hub-record"
         )
+        # tells the submitting client's webhooks, if it has any, that a delivery finished
+        self.events = OutcomeEvents(runtime)
 
     # -- circuit breaker, read through a short cache so the hot path rarely touches the database
 
@@ -122,7 +125,9 @@ class DeliveryHandler:
             return Result("already-finished")
         limit = self.runtime.settings.delivery_limit
         reason = f"workers stopped more than {limit} times while handling this delivery (broker delivery limit)"
-        deliveries.record_parked(self.runtime.engine, delivery_id, datetime.now(UTC), reason, "permanent")
+        number = deliveries.record_parked(self.runtime.engine, delivery_id, datetime.now(UTC), reason, "permanent")
+        if number is not None:
+            self.events.delivery(job.client_id, delivery_id, job.reference, job.connector, "parked", number, None)
         metrics.DELIVERIES.labels(job.connector, "parked").inc()
         log.error("delivery_parked", reference=job.reference, delivery_id=delivery_id, connector=job.connector, reason=reason)
         return Result("parked")
@@ -168,7 +173,9 @@ class DeliveryHandler:
             return self._failed(job, attempt, started, TransientError(f"unexpected {type(exc).__name__} in connector"))
         finally:
             metrics.DELIVERY_SECONDS.labels(job.connector).observe(time.perf_counter() - clock)
-        self._delivered((job.delivery_id, started, outcome.external_reference))
+        number = self._delivered((job.delivery_id, started, outcome.external_reference))
+        if number is not None:
+            self.events.delivery(job.client_id, job.delivery_id, job.reference, job.connector, "delivered", number, outcome.external_reference)
         metrics.DELIVERIES.labels(job.connector, "delivered").inc()
         log.info("delivered", attempt=attempt, external_reference=outcome.external_reference)
         circuit = self._circuit(job.connector)
@@ -190,7 +197,9 @@ class DeliveryHandler:
         decision = decide(error, connector.retry, attempt - job.attempts_base)
         if decision.park:
             kind = "transient" if isinstance(error, TransientError) else "permanent"
-            deliveries.record_parked(self.runtime.engine, job.delivery_id, started, error.reason, kind)
+            number = deliveries.record_parked(self.runtime.engine, job.delivery_id, started, error.reason, kind)
+            if number is not None:
+                self.events.delivery(job.client_id, job.delivery_id, job.reference, job.connector, "parked", number, None)
             metrics.DELIVERIES.labels(job.connector, "parked").inc()
             log.warning("delivery_parked", attempt=attempt, reason=error.reason, error_class=type(error).__name__)
             return Result("parked")

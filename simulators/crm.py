@@ -1,6 +1,7 @@
 """A runnable fake council CRM speaking Netcall Liberty Create's `case_to_crm` REST API.
 
-The demo and the tests drive it through `/_control/` to inject failures and see what arrived.
+The demo and the tests drive it through `/_control/` to inject failures and see what arrived, and
+to make it push a signed status update for a case to the hub, as a CRM workflow would.
 """
 
 from __future__ import annotations
@@ -8,14 +9,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
+import hmac
+import json
 import secrets
 import threading
+import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from simulators.control import (
     DemoServer,
@@ -39,8 +47,17 @@ class Case:
 class CrmState:
     """Cases, counters and the failure plan, behind one lock: uvicorn may run beside the hub's threads."""
 
-    def __init__(self, token: str | None = None, basic: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        token: str | None = None,
+        basic: tuple[str, str] | None = None,
+        status_secret: str | None = None,
+        hub_url: str = "http://127.0.0.1:8000",
+        connector: str = "crm",
+    ) -> None:
         self.token, self.basic = token, basic
+        # where and how this CRM pushes case updates: the hub's URL, and the secret it signs with
+        self.status_secret, self.hub_url, self.connector = status_secret, hub_url, connector
         self._lock = threading.Lock()
         self.failures = FailureSwitch(FailurePlan(count=0))
         self.reset()
@@ -67,6 +84,10 @@ class CrmState:
             self._cases[key] = case
             return case
 
+    def case(self, reference: str) -> Case | None:
+        with self._lock:
+            return next((c for c in self._cases.values() if c.reference == reference), None)
+
     def cases(self) -> list[dict[str, Any]]:
         with self._lock:
             return [asdict(case) for case in self._cases.values()]
@@ -85,6 +106,22 @@ class CrmState:
             expected = base64.b64encode(":".join(self.basic).encode()).decode()
             return secrets.compare_digest(credentials.encode(), expected.encode())
         return False
+
+
+class CaseUpdate(BaseModel):
+    """A case worker moves a case on; the CRM tells the hub."""
+
+    status: str = Field(min_length=1, max_length=64)
+    message: str | None = None
+    hub_url: str | None = None  # default: the one the CRM was set up with
+
+
+def signed_update(secret: str, update: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a status update as the hub wants it signed."""
+    body = json.dumps(update).encode()
+    stamp = str(int(time.time()))
+    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return body, {"Hub-Signature": f"t={stamp},v1={digest}", "Content-Type": "application/json"}
 
 
 def _error(status: int, description: str, **extra: Any) -> JSONResponse:
@@ -147,6 +184,22 @@ def create_app(state: CrmState | None = None) -> FastAPI:
             await asyncio.sleep(failure.seconds)
         return JSONResponse(_accepted(case.reference))
 
+    @app.post("/_control/cases/{case_reference}/status")
+    async def push_status(case_reference: str, update: CaseUpdate) -> JSONResponse:
+        case = crm.case(case_reference)
+        if case is None:
+            return JSONResponse({"detail": f"no case {case_reference}"}, status_code=404)
+        if crm.status_secret is None:
+            return JSONResponse({"detail": "this CRM has no secret to sign status updates with"}, status_code=409)
+        occurred = datetime.now(UTC).isoformat()
+        body, headers = signed_update(crm.status_secret, {
+            "external_reference": case.reference, "status": update.status, "message": update.message, "occurred_at": occurred,
+        })
+        url = f"{(update.hub_url or crm.hub_url).rstrip('/')}/v1/status-updates/{crm.connector}"
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(url, content=body, headers=headers)
+        return JSONResponse({"hub_status": answer.status_code, "hub_answer": answer.json()}, status_code=200)
+
     add_control_routes(app, FailurePlan, crm.arm, crm.stats, crm.reset, {"cases": crm.cases})
     return app
 
@@ -176,7 +229,9 @@ def demo(env: dict[str, str]) -> list[DemoServer]:
     started = []
     for name, url_var, token_var in (("crm", "CRM_URL", "CRM_API_TOKEN"), ("garden-waste", "GARDEN_WASTE_URL", "GARDEN_WASTE_API_TOKEN")):
         token = env.setdefault(token_var, secrets.token_urlsafe(16))
-        state = CrmState(token=token)
+        # the CRM pushes case updates to the hub (config/connectors.yaml: status_updates.secret_env)
+        push = env.setdefault("CRM_STATUS_SECRET", secrets.token_urlsafe(24)) if name == "crm" else None
+        state = CrmState(token=token, status_secret=push, hub_url=env.get("HUB_PUBLIC_URL", "http://127.0.0.1:8000"))
         office = DemoServer(name, create_app(state), partial(_summary, state))
         env[url_var] = office.url
         started.append(office)

@@ -1,6 +1,7 @@
 """A runnable fake council Open311 GeoReport v2 endpoint, as FixMyStreet and council CRMs expose one.
 
-Service list and definitions, form-encoded POST requests.json (checked like a real server), GET requests.
+Service list and definitions, form-encoded POST requests.json (checked like a real server), GET requests
+(one, or many by comma-delimited service_request_id), and a control route that moves a request's status.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from simulators.control import (
     DemoServer,
@@ -153,11 +155,20 @@ class Open311State:
             return self._tokens.get(token)
 
     def close(self, request_id: str, notes: str) -> bool:
+        return self.set_status(request_id, "closed", notes)
+
+    def set_status(self, request_id: str, status: str, notes: str | None) -> bool:
+        """What the council's team does in its own system: the next GET shows the new status."""
         with self._lock:
             found = self._requests.get(request_id)
             if found is not None:
-                found.status, found.status_notes, found.updated_datetime = "closed", notes, _now()
+                found.status, found.status_notes, found.updated_datetime = status, notes, _now()
             return found is not None
+
+    def find(self, request_ids: list[str], statuses: list[str]) -> list[ServiceRequest]:
+        with self._lock:
+            chosen = [self._requests[i] for i in request_ids if i in self._requests] if request_ids else list(self._requests.values())
+            return [r for r in chosen if not statuses or r.status in statuses]
 
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -216,6 +227,13 @@ def check_post(state: Open311State, fields: dict[str, str], attributes: dict[str
     return code
 
 
+class StatusChange(BaseModel):
+    """GeoReport v2 knows two statuses; `status_notes` says more."""
+
+    status: str = Field(pattern="^(open|closed)$")
+    status_notes: str | None = Field(default=None, max_length=4000)
+
+
 def _errors(status: int, description: str) -> JSONResponse:
     return JSONResponse([{"code": status, "description": description}], status_code=status)
 
@@ -260,6 +278,14 @@ def create_app(state: Open311State | None = None, prefix: str = PREFIX) -> FastA
             reply["service_notice"] = "We aim to clear fly-tipping within 5 working days."
         return JSONResponse([reply])
 
+    @api.get("/requests.json")
+    async def many(service_request_id: str = "", status: str = "", jurisdiction_id: str | None = None) -> JSONResponse:
+        if jurisdiction_id is not None and jurisdiction_id != JURISDICTION:
+            return _errors(404, f"jurisdiction_id {jurisdiction_id} was not found")
+        ids = [i.strip() for i in service_request_id.split(",") if i.strip()]
+        wanted = [s.strip() for s in status.split(",") if s.strip()]
+        return JSONResponse([found.as_open311() for found in council.find(ids, wanted)][:1000])
+
     @api.get("/requests/{request_id}.json")
     async def one(request_id: str) -> JSONResponse:
         found = council.get(request_id)
@@ -279,6 +305,11 @@ def create_app(state: Open311State | None = None, prefix: str = PREFIX) -> FastA
     @app.post("/_control/close/{request_id}")
     async def close(request_id: str, notes: str = "Cleared by the street cleansing team.") -> JSONResponse:
         return JSONResponse({"closed": council.close(request_id, notes)})
+
+    @app.post("/_control/requests/{request_id}/status")
+    async def change_status(request_id: str, change: StatusChange) -> JSONResponse:
+        changed = council.set_status(request_id, change.status, change.status_notes)
+        return JSONResponse({"changed": changed}, status_code=200 if changed else 404)
 
     add_control_routes(app, FailurePlan, council.arm, council.stats, council.reset, {"requests": council.requests})
 

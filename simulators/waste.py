@@ -1,5 +1,6 @@
 """A runnable fake of a Bartec Collective waste system (SOAP 1.1): premises by UPRN, service request
-types and statuses, and ServiceRequest_Create, answering in the shapes of real Bartec replies.
+types and statuses, ServiceRequest_Create and ServiceRequests_Get (a request's current status),
+answering in the shapes of real Bartec replies. `/_control/` moves a request's status on.
 
 No real Bartec WSDL is available; simulators/wsdl/bartec-collective.wsdl is written from real replies.
 """
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from connectors.soap_loader import load_client
 from simulators.control import DemoServer
@@ -93,6 +95,23 @@ class ServiceRequest:
     external_reference: str | None
     received_count: int
     request: dict[str, Any]
+    id: int = 0
+    status: str = "OPEN"
+
+    def as_bartec(self, type_id: int) -> dict[str, Any]:
+        """The parts of ServiceRequests_Get's ServiceRequest the hub reads (servicerequests_get_SR1.xml)."""
+        sequence = STATUSES.index(self.status)
+        return {
+            "id": self.id, "ServiceCode": self.service_code, "DateRequested": str(self.request.get("DateRequested") or ""),
+            "ServiceStatus": {"ID": 2270 + type_id * 10 + sequence, "Status": self.status, "SequenceNumber": sequence, "ServiceTypeID": type_id},
+            "ExternalReference": self.external_reference or "", "RecordStamp": _STAMP,
+        }
+
+
+class StatusChange(BaseModel):
+    """What the waste team does in Bartec: the next ServiceRequests_Get shows the new status."""
+
+    status: str
 
 
 class WasteState(SoapState):
@@ -138,10 +157,25 @@ class WasteState(SoapState):
                 self.duplicates += 1
                 request = existing
             else:
-                code = f"SR{len(self.requests_made) + 51627:08d}"
-                request = self.requests_made[code] = ServiceRequest(code, key, 1, args)
+                number = len(self.requests_made) + 51627
+                request = self.requests_made[f"SR{number:08d}"] = ServiceRequest(f"SR{number:08d}", key, 1, args, id=number)
         created = {"ServiceRequest_Create": "", "ServiceCode": request.service_code, "RecordCount": 1}
         return {"ServiceRequest_CreateResult": created}
+
+    def requests_get(self, args: dict[str, Any]) -> dict[str, Any]:
+        code = str(args.get("ServiceCode") or "")
+        with self.lock:
+            found = self.requests_made.get(code)
+            requests = [found.as_bartec(int(found.request.get("ServiceTypeID") or 0))] if found is not None else []
+        result = {"ServiceRequest": requests, "Errors": {"Result": 0, "Message": ""}, "RecordCount": len(requests)}
+        return {"ServiceRequests_GetResult": result}
+
+    def set_status(self, service_code: str, status: str) -> bool:
+        with self.lock:
+            found = self.requests_made.get(service_code)
+            if found is not None:
+                found.status = status
+            return found is not None
 
     def _refusal(self, args: dict[str, Any]) -> str | None:
         if str(args.get("UPRN")) not in self.premises:
@@ -189,6 +223,7 @@ def create_app(state: WasteState | None = None, wsdl: Path = WSDL) -> FastAPI:
             "ServiceRequests_Types_Get": waste.types_get,
             "ServiceRequest_Create": waste.create,
             "ServiceRequests_Statuses_Get": waste.statuses_get,
+            "ServiceRequests_Get": waste.requests_get,
         },
         # what an ASP.NET (.asmx) web service answers to a SOAPAction it does not know
         ("s:Client", "System.Web.Services.Protocols.SoapException: Server did not recognize the value of HTTP Header SOAPAction: {action}.", {}),
@@ -205,6 +240,14 @@ def create_app(state: WasteState | None = None, wsdl: Path = WSDL) -> FastAPI:
         return Response(wsdl.read_text(encoding="utf-8").replace(original, own), media_type="text/xml")
 
     app.add_api_route(ASMX_PATH, endpoint, methods=["POST"])
+
+    @app.post("/_control/service-requests/{service_code}/status")
+    async def change_status(service_code: str, change: StatusChange) -> JSONResponse:
+        if change.status not in STATUSES:
+            return JSONResponse({"detail": f"status must be one of {', '.join(STATUSES)}"}, status_code=422)
+        changed = waste.set_status(service_code, change.status)
+        return JSONResponse({"changed": changed}, status_code=200 if changed else 404)
+
     add_soap_control_routes(app, waste, "service-requests", waste.request_list)
     return app
 

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from hub.api import admin, admin_submissions, govuk, intake, open311, problems
+from hub.api import admin, admin_submissions, govuk, intake, open311, problems, status_updates, webhooks
 from hub.api.batching import IntakeBatcher
 from hub.relay import Relay
 from hub.runtime import Runtime
@@ -48,6 +48,8 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(govuk.create_router(runtime.settings.config_dir / "govuk" / "forms.yaml"))
     app.include_router(admin.router)
     app.include_router(admin_submissions.router)
+    app.include_router(status_updates.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -7,7 +7,7 @@ answered at once with a reference; delivery to the back offices happens afterwar
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
@@ -43,12 +43,27 @@ class DeliveryStatus(BaseModel):
     updated_at: str
 
 
+class TimelineEntry(BaseModel):
+    """One step of a submission's life: `received`, a delivery `delivered` or `parked`, or a
+    `status` a back office reported (`source` push or poll)."""
+
+    at: str
+    event: Literal["received", "delivered", "parked", "status"]
+    connector: str | None = None
+    status: str | None = None
+    message: str | None = None
+    source: str | None = None
+    external_reference: str | None = None
+
+
 class SubmissionStatus(BaseModel):
     reference: str
     form_id: str
     form_version: int
     received_at: str
     deliveries: list[DeliveryStatus]
+    # in time order
+    timeline: list[TimelineEntry]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -28,6 +28,8 @@ class DeliveryJob:
     next_attempt_at: datetime | None
     reference: str
     tenant: str
+    # the front end that sent the submission (its webhooks hear of the outcome)
+    client_id: str
     form_id: str
     form_version: int
     # sealed (hub.crypto); None once retention or an erasure removed it
@@ -61,6 +63,7 @@ def _job_query() -> Any:
         deliveries.c.next_attempt_at,
         submissions.c.reference,
         submissions.c.tenant,
+        submissions.c.client_id,
         submissions.c.form_id,
         submissions.c.form_version,
         submissions.c.payload,
@@ -122,7 +125,7 @@ def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, ext
 _LOAD = text(
     """
     SELECT d.id AS delivery_id, d.connector, d.state, d.attempts, d.attempts_base, d.next_attempt_at,
-           s.reference, s.tenant, s.form_id, s.form_version, s.payload, s.received_at
+           s.reference, s.tenant, s.client_id, s.form_id, s.form_version, s.payload, s.received_at
     FROM deliveries d JOIN submissions s ON s.id = d.submission_id
     WHERE d.id = ANY(:ids)
     """

@@ -1,6 +1,6 @@
 """Intake's side of the store: one transaction stores a submission, its deliveries and outbox rows.
 
-Also reads a submission's status for the front end that sent it.
+Also reads a submission's status and timeline for the front end that sent it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from hub.store.tables import customer_links, deliveries, outbox, submissions
+from hub.store.timeline import timeline
 
 # Crockford's base32: no I, L, O or U, so a reference read out over the phone is unambiguous
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -238,6 +239,7 @@ def status(engine: Engine, tenant: str, reference: str) -> dict[str, Any] | None
         rows = conn.execute(
             select(deliveries).where(deliveries.c.submission_id == sub.id).order_by(deliveries.c.id)
         ).all()
+        events = timeline(conn, sub.id, sub.received_at, rows)
     return {
         "reference": sub.reference,
         "form_id": sub.form_id,
@@ -255,4 +257,5 @@ def status(engine: Engine, tenant: str, reference: str) -> dict[str, Any] | None
             }
             for d in rows
         ],
+        "timeline": events,
     }
