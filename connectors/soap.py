@@ -215,6 +215,10 @@ class SoapConnector(Connector):
         reference = self._reference.search(body) if self._reference is not None else None
         return Outcome(external_reference=str(reference) if reference not in (None, "") else None)
 
+    @property
+    def can_poll_status(self) -> bool:
+        return self.options.status_poll is not None
+
     def poll_status(self, external_references: list[str]) -> list[StatusReport]:
         """One call of the status operation per record (Bartec's ServiceRequests_Get takes one
         ServiceCode); a record the reply shows no status for is left out."""

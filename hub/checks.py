@@ -74,6 +74,13 @@ def _build_connectors(
             built[name] = registry.build(connector_config, Secrets(environ), connector_allow_list(config, connector_config))
         except HubError as exc:
             problems.append(f"connectors: {exc}")
+            continue
+        updates = connector_config.status_updates
+        if updates is not None and updates.poll_seconds is not None and not built[name].can_poll_status:
+            problems.append(
+                f"connectors: {name}: status_updates.poll_seconds is set, but a {connector_config.type} connector "
+                "cannot poll for status (configure status_poll, or let the back office push)"
+            )
     return built
 
 

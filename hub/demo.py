@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from hub.api.app import create_app
+from hub.background import Periodic, jobs
 from hub.logs import configure
 from hub.relay import Relay
 from hub.runtime import Runtime
@@ -81,6 +82,9 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
     worker = Worker(runtime, concurrency=4)
     worker_thread = threading.Thread(target=worker.run, args=(stop, 5.0), name="hub-worker", daemon=True)
     worker_thread.start()
+    # retention, status polling and webhook sending, as `hub worker` runs them
+    periodic = Periodic(jobs(runtime))
+    periodic.start(stop)
     try:
         print(f"Council Connector Hub demo: API on {api.url} (OpenAPI docs at {api.url}/docs), logs in {log_file.name}")
         posted = _post_samples(api.url, api_key, settings.schemas_dir, runtime.forms.ids())
@@ -102,6 +106,7 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
     finally:
         stop.set()
         worker_thread.join(10)
+        periodic.join(5)
         api.stop()
         for office in simulators:
             office.stop()

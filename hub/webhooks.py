@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
+from connectors import http
 from hub.config import RetryPolicy
 from hub.logs import get_logger
 from hub.outbound import AllowList, OutboundRefused, check_url
@@ -112,7 +113,10 @@ class WebhookSender:
         self.batch, self.concurrency = batch, concurrency
         # long enough for a whole batch to time out; after it another sender may try the event
         self.lease = timedelta(seconds=self.timeout * math.ceil(batch / concurrency) + 30)
-        self._client = httpx.Client(timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)), follow_redirects=False)
+        # one client per tenant: its transport checks that tenant's allow-list and connects only to
+        # the addresses it has just checked, so a DNS answer that changes cannot reach a metadata service
+        self._clients: dict[str, httpx.Client] = {}
+        self._clients_lock = threading.Lock()
 
     def run(self) -> int:
         """Sends the events due now; returns how many were delivered."""
@@ -124,7 +128,13 @@ class WebhookSender:
 
     def _allow_list(self, tenant: str) -> AllowList:
         found = self.runtime.config.tenants.get(tenant)
-        return AllowList(found.allowed_hosts if found is not None else ())
+        return AllowList(found.allowed_hosts if found is not None else (), owner=f"tenant {tenant}")
+
+    def _client(self, tenant: str) -> httpx.Client:
+        with self._clients_lock:
+            if tenant not in self._clients:
+                self._clients[tenant] = http.client(self.timeout, min(5.0, self.timeout), self._allow_list(tenant))
+            return self._clients[tenant]
 
     def _send(self, event: store.Claimed) -> bool:
         url = event.webhook.url
@@ -138,8 +148,10 @@ class WebhookSender:
         headers = signed_headers(event.message_id, int(now.timestamp()), body, signing)
         try:
             # the reply's body is never read: a receiver cannot make the hub download anything
-            with self._client.stream("POST", url, content=body, headers=headers) as response:
+            with self._client(event.tenant).stream("POST", url, content=body, headers=headers) as response:
                 status = response.status_code
+        except OutboundRefused as exc:
+            return self._settle(event, None, f"refused: {exc.reason}", final=True)
         except httpx.TimeoutException:
             return self._settle(event, None, f"no reply within {self.timeout:g} s")
         except httpx.HTTPError as exc:
@@ -166,4 +178,5 @@ class WebhookSender:
         return False
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients.values():
+            client.close()

@@ -33,6 +33,12 @@ KINDS: dict[str, tuple[str, str]] = {
     "bad-request": ("Bad request", "The request is not valid."),
     "service-unavailable": ("Temporarily unavailable", "The hub cannot store submissions just now. Nothing was stored; try again shortly."),
     "internal-error": ("Something went wrong", "The hub failed to handle this request. It has been logged."),
+    "invalid-signature": (
+        "The request is not signed as agreed",
+        "Sign the raw body with the connector's shared secret: Hub-Signature: t=<unix seconds>,"
+        "v1=<hex HMAC-SHA256 of \"<t>.<body>\">, within 5 minutes of the hub's clock.",
+    ),
+    "too-many-webhooks": ("Too many webhooks", "A client may register 10 webhooks; delete one first."),
 }
 
 

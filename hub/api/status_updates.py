@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from hub.api import problems
 from hub.api.deps import RuntimeDep
 from hub.api.intake import read_body
 from hub.api.problems import Problem, problem_responses
@@ -33,11 +32,6 @@ log = get_logger("hub.status_updates")
 router = APIRouter(prefix="/v1/status-updates", tags=["status updates"])
 TOLERANCE_SECONDS = 300
 MAX_BODY_BYTES = 64 * 1024
-problems.KINDS.setdefault(
-    "invalid-signature",
-    ("The request is not signed as agreed", "Sign the raw body with the connector's shared secret: "
-     "Hub-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">, within 5 minutes of the hub's clock."),
-)
 
 
 class StatusUpdate(BaseModel):

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.api import problems
 from hub.api.deps import ClientDep, RuntimeDep
 from hub.api.problems import Problem, problem_responses
 from hub.config import Client
@@ -23,9 +22,6 @@ from hub.webhooks import new_secret
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 MAX_WEBHOOKS_PER_CLIENT = 10
-problems.KINDS.setdefault(
-    "too-many-webhooks", ("Too many webhooks", f"A client may register {MAX_WEBHOOKS_PER_CLIENT} webhooks; delete one first.")
-)
 
 
 EventType = Literal["delivery.delivered", "delivery.parked", "submission.status_changed"]
@@ -95,7 +91,7 @@ def _refusal(runtime: Runtime, client: Client, url: str) -> str | None:
     """Why the hub will not call this URL for this client's council, or None."""
     tenant = runtime.config.tenants.get(client.tenant)
     try:
-        check_url(url, AllowList(tenant.allowed_hosts if tenant is not None else ()))
+        check_url(url, AllowList(tenant.allowed_hosts if tenant is not None else (), owner=f"tenant {client.tenant}"))
     except OutboundRefused as exc:
         return f"{exc.reason}."
     except ValueError:  # a port out of range

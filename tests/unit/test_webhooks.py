@@ -92,7 +92,7 @@ def test_a_client_registers_a_webhook_and_is_shown_its_secret_once(hub: Embedded
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("http://hooks.example.org/hub", "not on this tenant's list of allowed hosts"),
+        ("http://hooks.example.org/hub", "is not on tenant eastmoor's allowed_hosts"),
         ("http://169.254.169.254/latest/meta-data", "link-local or cloud metadata"),
         ("http://metadata.google.internal/computeMetadata", "link-local or cloud metadata"),
     ],
