@@ -1,5 +1,6 @@
 """Staff sign-in through the council's OpenID Connect identity provider: discovery, the
-authorization code flow with PKCE (authlib), and the checks on the ID token (joserfc).
+authorization code flow with PKCE (authlib's RFC 6749 and 7636 parts), and the checks on the ID
+token (joserfc).
 
 The ID token must be signed by a key the provider publishes, issued by the configured issuer
 for this hub's client id, unexpired, and carry the nonce this sign-in started with.
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
@@ -102,38 +104,44 @@ class OidcClient:
         self._keys = (time.monotonic(), keys)
         return keys
 
-    def _oauth(self, redirect_uri: str) -> AsyncOAuth2Client:
-        return AsyncOAuth2Client(
-            client_id=self.client_id,
-            client_secret=self.client_secret,
-            token_endpoint_auth_method="client_secret_basic" if self.client_secret else "none",
-            scope=self.scopes,
-            redirect_uri=redirect_uri,
-            code_challenge_method="S256",
-            timeout=TIMEOUT_SECONDS,
-        )
-
     async def authorization_url(self, redirect_uri: str, login: LoginState) -> str:
         provider = await self.provider()
-        async with self._oauth(redirect_uri) as oauth:
-            url, _ = oauth.create_authorization_url(
-                provider.authorization_endpoint, state=login.state, code_verifier=login.code_verifier, nonce=login.nonce
+        return str(
+            prepare_grant_uri(
+                provider.authorization_endpoint,
+                client_id=self.client_id,
+                response_type="code",
+                redirect_uri=redirect_uri,
+                scope=self.scopes,
+                state=login.state,
+                nonce=login.nonce,
+                code_challenge=create_s256_code_challenge(login.code_verifier),
+                code_challenge_method="S256",
             )
-        return str(url)
+        )
 
     async def exchange(self, code: str, redirect_uri: str, login: LoginState) -> str:
         """Trades the authorization code (with the PKCE verifier) for tokens; returns the ID token."""
         provider = await self.provider()
+        # a confidential client authenticates with HTTP Basic (client_secret_basic); a public one names itself
+        extra = {} if self.client_secret else {"client_id": self.client_id}
+        body = prepare_token_request("authorization_code", code=code, redirect_uri=redirect_uri, code_verifier=login.code_verifier, **extra)
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
         try:
-            async with self._oauth(redirect_uri) as oauth:
-                token = await oauth.fetch_token(provider.token_endpoint, code=code, code_verifier=login.code_verifier)
+            async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as http:
+                if self.client_secret:
+                    http.auth = httpx.BasicAuth(self.client_id, self.client_secret)
+                response = await http.post(provider.token_endpoint, content=body, headers=headers)
+            answer = response.json()
         except httpx.HTTPError as exc:
             log.warning("oidc_token_endpoint_unreachable", error=type(exc).__name__)
             raise SignInError(503, "The identity provider cannot be reached just now; try again shortly.") from None
-        except Exception as exc:  # authlib's OAuthError: the provider refused the code
-            log.warning("oidc_code_refused", error=getattr(exc, "error", type(exc).__name__))
-            raise SignInError(401, "The identity provider did not accept the sign-in code; start again at /v1/auth/login.") from None
-        id_token = token.get("id_token")
+        except ValueError:
+            answer = {}
+        if response.status_code != 200 or not isinstance(answer, dict):
+            log.warning("oidc_code_refused", status=response.status_code, error=answer.get("error") if isinstance(answer, dict) else None)
+            raise SignInError(401, "The identity provider did not accept the sign-in code; start again at /v1/auth/login.")
+        id_token = answer.get("id_token")
         if not isinstance(id_token, str):
             raise SignInError(401, "The identity provider sent no ID token; is the 'openid' scope allowed for this hub?")
         return id_token
