@@ -36,7 +36,7 @@ def _configured(client: Client) -> dict[str, Any]:
     return {"id": client.id, "tenant": client.tenant, "name": client.name, "forms": list(client.forms), "source": "config"}
 
 
-@router.post("", status_code=201, responses=problem_responses(404))
+@router.post("", status_code=201, responses=problem_responses(400, 404))
 async def create_client(body: ClientRequest, runtime: RuntimeDep, staff: StaffDep) -> JSONResponse:
     """Makes a client with a new API key. The key is in this answer only: the hub keeps its hash."""
     _require(staff, "admin")
@@ -67,6 +67,12 @@ async def list_clients(runtime: RuntimeDep, staff: StaffDep) -> list[dict[str, A
     stored = await run_in_threadpool(clients.listing, runtime.engine, _scope(staff))
     configured = [_configured(c) for c in sorted(runtime.config.clients.values(), key=lambda c: (c.tenant, c.id)) if staff.sees(c.tenant)]
     return configured + [c.as_dict() for c in stored]
+
+
+@router.api_route("", methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"], include_in_schema=False)
+async def other_methods() -> None:
+    # GET and POST are two routes on one path: left to the router, a 405 would allow only one
+    raise Problem(405, "bad-request", "Use GET to list the clients or POST to make one.", headers={"Allow": "GET, POST"})
 
 
 @router.post("/{client_id}/revoke", responses=problem_responses(400, 404))

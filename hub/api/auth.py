@@ -67,7 +67,7 @@ async def login(request: Request, runtime: RuntimeDep, secret: Secret) -> Redire
     return response
 
 
-@router.get("/callback", responses=problem_responses(401, 403, 503))
+@router.get("/callback", responses=problem_responses(401, 403, 404, 422, 503))
 async def callback(
     request: Request,
     runtime: RuntimeDep,
