@@ -46,7 +46,8 @@ def get_staff(
             except sessions.SessionExpired:
                 raise Problem(401, "unauthorized", "This session has expired; sign in again at /v1/auth/login.", headers=challenge(STAFF_REALM)) from None
             except sessions.SessionError:
-                return None
+                # not one of our sessions: in "both" mode it may still be a local token
+                return runtime.config.staff_for_token(token) if mode == "both" else None
             # roles and tenant come from today's configuration; a person removed from it is out
             return runtime.config.staff.get(staff_id)
         return runtime.config.staff_for_token(token) if mode != "oidc" else None

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,8 @@ from pydantic import SecretStr
 from hub.api.app import create_app
 from hub.auth import sessions
 from hub.auth.oidc import OidcClient, SignInError
+from hub.config import load_config
+from hub.errors import ConfigError
 from hub.runtime import Runtime
 from hub.serving import ServerThread
 from hub.settings import Settings
@@ -239,3 +242,13 @@ def test_sign_in_is_not_offered_when_staff_use_local_tokens_only(tmp_path: Path,
     finally:
         server.stop()
         local.runtime.close()
+
+
+def test_two_staff_entries_cannot_claim_the_same_person_at_the_identity_provider(tmp_path: Path) -> None:
+    shutil.copytree(Settings().config_dir, tmp_path / "config")
+    staff = tmp_path / "config" / "clients.yaml"
+    staff.write_text(staff.read_text() + "  - {id: second-admin, tenant: eastmoor, roles: [admin], oidc_subject: wv-7d1c2a, email: CASEWORK@westvale.example}\n")
+    with pytest.raises(ConfigError) as problems:
+        load_config(tmp_path / "config", {})
+    assert "staff 'second-admin' has the same oidc_subject as 'westvale-admin'" in str(problems.value)
+    assert "staff 'second-admin' has the same email as 'westvale-caseworker'" in str(problems.value)
