@@ -40,7 +40,11 @@ def get_batcher(request: Request) -> IntakeBatcher:
 
 
 def get_client_cache(request: Request) -> ClientCache:
-    cache: ClientCache = request.app.state.clients
+    """The app's cache of stored clients (made here for an app assembled without create_app)."""
+    cache: ClientCache | None = getattr(request.app.state, "clients", None)
+    if cache is None:
+        runtime: Runtime = request.app.state.runtime
+        cache = request.app.state.clients = ClientCache(runtime.engine, runtime.settings.client_cache_seconds)
     return cache
 
 
