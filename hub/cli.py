@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets as pysecrets
 import signal
 import sys
 import threading
@@ -12,16 +11,15 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 
 from hub import cli_privacy
-from hub.config import hash_api_key
+from hub.cli_clients import clients_app
 from hub.errors import HubError
 from hub.settings import Settings
 
 app = typer.Typer(help="Council Connector Hub", no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(help="Check the configuration before deploying it.", no_args_is_help=True)
-clients_app = typer.Typer(help="Front-end clients and their API keys.", no_args_is_help=True)
 connectors_app = typer.Typer(help="The configured back-office connectors.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-app.add_typer(clients_app, name="clients")
+app.add_typer(clients_app, name="clients")  # hub/cli_clients.py
 deliveries_app = typer.Typer(help="Find parked deliveries and replay them.", no_args_is_help=True)
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(deliveries_app, name="deliveries")
@@ -263,14 +261,6 @@ def deliveries_replay(
     if delivery_id is not None and not rows:
         _fail(f"delivery {delivery_id} is not parked")
     typer.echo(f"{len(rows)} deliveries {'would be replayed (dry run)' if dry_run else 'replayed'}")
-
-
-@clients_app.command("new-key")
-def new_key() -> None:
-    """Make a new API key for a front-end client and print the hash to put in its configuration."""
-    key = pysecrets.token_urlsafe(32)
-    typer.echo(f"API key (give it to the front end; it is not stored): {key}")
-    typer.echo(f"api_key_sha256 (put this in the client's configuration): {hash_api_key(key)}")
 
 
 def _secret_values(settings: Settings) -> list[str]:

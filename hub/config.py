@@ -192,6 +192,20 @@ class HubConfig:
         staff_id = self.staff_index.get(hash_api_key(token))
         return self.staff[staff_id] if staff_id else None
 
+    def staff_for_identity(self, subject: str, email: str | None, email_verified: bool) -> Staff | None:
+        """The member of staff an identity provider's person is: by subject first; by a verified
+        e-mail address only for entries that name no subject (a subject never changes hands,
+        an address might)."""
+        for member in self.staff.values():
+            if member.oidc_subject is not None and member.oidc_subject == subject:
+                return member
+        if email and email_verified:
+            wanted = email.strip().casefold()
+            for member in self.staff.values():
+                if member.oidc_subject is None and member.email and member.email.strip().casefold() == wanted:
+                    return member
+        return None
+
     def forms_routed(self) -> set[str]:
         return {route.form for route in self.routes}
 
@@ -326,9 +340,14 @@ def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
     connector_map = unique(connectors, "name", "connector")
     staff_map = unique(staff, "id", "staff member")
     staff_index: dict[str, str] = {}
+    identities: dict[str, str] = {}
     for item, member in staff:
         if member.tenant != "*" and member.tenant not in tenant_map:
             problems.append(f"{item.where}: staff {member.id!r} names unknown tenant {member.tenant!r}")
+        # one person at the identity provider must be one member of staff here
+        for kind, value in (("oidc_subject", member.oidc_subject), ("email", (member.email or "").strip().casefold() or None)):
+            if value is not None and identities.setdefault(f"{kind}:{value}", member.id) != member.id:
+                problems.append(f"{item.where}: staff {member.id!r} has the same {kind} as {identities[f'{kind}:{value}']!r}")
         tokens = list(member.token_sha256)
         if member.token_env and environ.get(member.token_env):
             tokens.append(hash_api_key(environ[member.token_env]))

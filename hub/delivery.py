@@ -29,6 +29,8 @@ log = get_logger("hub.delivery")
 EARLY_SECONDS = 0.25
 # how long a half-open circuit's probe may take before another worker may probe
 PROBE_GRACE_SECONDS = 60.0
+# the longest a paused connector's delivery waits before it looks again whether it was resumed
+PAUSE_RECHECK_SECONDS = 30.0
 _CIRCUIT_CODES = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -77,6 +79,11 @@ class DeliveryHandler:
     def _may_send(self, connector: str, now: datetime) -> float | None:
         """None when the connector may be called now; else how long its deliveries must wait."""
         circuit = self._circuit(connector)
+        if circuit.paused_at is not None:
+            # a delivery looks again soon after a pause (most are short) and then every
+            # PAUSE_RECHECK_SECONDS, so a long pause does not churn through the queues
+            paused_for = (now - circuit.paused_at).total_seconds()
+            return min(PAUSE_RECHECK_SECONDS, max(1.0, paused_for))
         if circuit.state == "closed":
             return None
         if circuit.state == "open" and circuit.opened_until and circuit.opened_until > now:

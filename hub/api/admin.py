@@ -1,7 +1,9 @@
-"""The admin API for council staff: connector state, parked deliveries, replay, audit trail.
+"""The admin API for council staff: connector state, pausing, parked deliveries, replay, audit trail.
 
-Staff authenticate with a bearer token (configured per person, with roles); a member of staff
-working for one tenant sees and replays only that tenant's deliveries.
+Staff authenticate with a bearer token: a local token configured per person, or a session from
+an OpenID Connect sign-in (HUB_STAFF_AUTH). Roles: viewer (metadata), caseworker (personal data),
+operator (replay, pause), admin (configuration, clients). Staff working for one tenant see and
+act on that tenant's objects only; anything of another tenant is answered 404.
 """
 
 from __future__ import annotations
@@ -9,28 +11,48 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
-from hub.api.deps import RelayDep, RuntimeDep, bearer_identity, get_runtime
+from hub.api.deps import RelayDep, RuntimeDep, bearer_identity, challenge, get_runtime, get_session_secret
 from hub.api.problems import Problem, problem_responses
-from hub.config import Role, Staff
+from hub.auth import sessions
+from hub.config import ConnectorConfig, Role, Staff
 from hub.runtime import Runtime
-from hub.store import circuits
-from hub.store.replay import ParkedFilter, audit_entries, counts_by_connector, find_parked, replay
+from hub.store import audit, circuits
+from hub.store.replay import ParkedFilter, counts_by_connector, find_parked, replay
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 422, 503))
 _bearer = HTTPBearer(auto_error=False, scheme_name="StaffToken", description="A member of staff's token")
 
 
+STAFF_REALM = "council-connector-hub admin"
+
+
 def get_staff(
+    request: Request,
     runtime: Annotated[Runtime, Depends(get_runtime)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Staff:
-    return bearer_identity(credentials, runtime.config.staff_for_token, "staff token", "council-connector-hub admin")
+    mode = runtime.settings.staff_auth
+
+    def lookup(token: str) -> Staff | None:
+        if mode != "local" and sessions.looks_like_jwt(token):
+            try:
+                staff_id = sessions.verify(token, get_session_secret(request))
+            except sessions.SessionExpired:
+                raise Problem(401, "unauthorized", "This session has expired; sign in again at /v1/auth/login.", headers=challenge(STAFF_REALM)) from None
+            except sessions.SessionError:
+                # not one of our sessions: in "both" mode it may still be a local token
+                return runtime.config.staff_for_token(token) if mode == "both" else None
+            # roles and tenant come from today's configuration; a person removed from it is out
+            return runtime.config.staff.get(staff_id)
+        return runtime.config.staff_for_token(token) if mode != "oidc" else None
+
+    return bearer_identity(credentials, lookup, "staff token", STAFF_REALM)
 
 
 StaffDep = Annotated[Staff, Depends(get_staff)]
@@ -43,6 +65,11 @@ def _require(staff: Staff, role: Role) -> None:
 
 def _scope(staff: Staff) -> str | None:
     return None if staff.tenant == "*" else staff.tenant
+
+
+def _visible(staff: Staff, connector: ConnectorConfig) -> bool:
+    """A connector is seen by staff of every tenant it serves (all of them for a shared one)."""
+    return staff.tenant == "*" or "*" in connector.tenants or staff.tenant in connector.tenants
 
 
 def _iso_only(value: Any) -> Any:
@@ -70,12 +97,16 @@ class ReplayRequest(BaseModel):
 
 @router.get("/connectors")
 async def connectors(runtime: RuntimeDep, staff: StaffDep) -> list[dict[str, Any]]:
-    """Every connector with its circuit breaker and its deliveries by state."""
+    """Every connector this member of staff may see, with its circuit breaker, whether it is
+    paused, and its deliveries by state (of their tenant only)."""
     _require(staff, "viewer")
     states = await run_in_threadpool(circuits.read_all, runtime.engine)
     counts = await run_in_threadpool(counts_by_connector, runtime.engine, _scope(staff))
     listed = []
     for name in runtime.connector_names():
+        config = runtime.config.connectors[name]
+        if not _visible(staff, config):
+            continue
         circuit = states.get(name, circuits.Circuit(name, "closed", 0, None))
         by_state = {s: counts.get(name, {}).get(s, 0) for s in ("pending", "retrying", "delivered", "parked")}
         if staff.tenant == "*":
@@ -83,16 +114,66 @@ async def connectors(runtime: RuntimeDep, staff: StaffDep) -> list[dict[str, Any
         listed.append(
             {
                 "name": name,
-                "type": runtime.config.connectors[name].type,
+                "type": config.type,
+                "tenants": list(config.tenants) if staff.tenant == "*" else [t for t in config.tenants if t in ("*", staff.tenant)],
                 "circuit": {
                     "state": circuit.state,
                     "consecutive_failures": circuit.failures,
                     "open_until": circuit.opened_until.isoformat() if circuit.opened_until else None,
                 },
+                "paused": circuit.paused_at is not None,
+                "paused_at": circuit.paused_at.isoformat() if circuit.paused_at else None,
+                "paused_by": circuit.paused_by,
                 "deliveries": by_state,
             }
         )
     return listed
+
+
+def _pausable(runtime: Runtime, staff: Staff, name: str) -> ConnectorConfig:
+    _require(staff, "operator")
+    config = runtime.config.connectors.get(name)
+    if config is None or not _visible(staff, config):
+        raise Problem(404, "not-found", f"No connector {name!r} for this member of staff.")
+    if staff.tenant != "*" and config.tenants != (staff.tenant,):
+        raise Problem(
+            403, "forbidden",
+            f"Connector {name!r} also carries other councils' submissions, so only an operator working for every tenant may pause or resume it.",
+        )
+    return config
+
+
+def _only_tenant(connector: ConnectorConfig) -> str | None:
+    """The tenant a connector's audit entries belong to: its only one; None when shared."""
+    return connector.tenants[0] if len(connector.tenants) == 1 and connector.tenants[0] != "*" else None
+
+
+def _pause_view(name: str, circuit: circuits.Circuit, changed: bool) -> dict[str, Any]:
+    return {
+        "name": name,
+        "paused": circuit.paused_at is not None,
+        "paused_at": circuit.paused_at.isoformat() if circuit.paused_at else None,
+        "paused_by": circuit.paused_by,
+        "changed": changed,
+    }
+
+
+@router.post("/connectors/{name}/pause", responses=problem_responses(404))
+async def pause_connector(name: str, runtime: RuntimeDep, staff: StaffDep) -> dict[str, Any]:
+    """Holds the connector's deliveries back (not counted as attempts) until it is resumed."""
+    tenant = _only_tenant(_pausable(runtime, staff, name))
+    paused = await run_in_threadpool(circuits.pause, runtime.engine, name, f"staff:{staff.id}", tenant)
+    now = await run_in_threadpool(circuits.read, runtime.engine, name)
+    return _pause_view(name, now, paused is not None)
+
+
+@router.post("/connectors/{name}/resume", responses=problem_responses(404))
+async def resume_connector(name: str, runtime: RuntimeDep, staff: StaffDep) -> dict[str, Any]:
+    """Lets a paused connector's deliveries flow again."""
+    tenant = _only_tenant(_pausable(runtime, staff, name))
+    resumed = await run_in_threadpool(circuits.resume, runtime.engine, name, f"staff:{staff.id}", tenant)
+    now = await run_in_threadpool(circuits.read, runtime.engine, name)
+    return _pause_view(name, now, resumed is not None)
 
 
 @router.get("/deliveries")
@@ -134,7 +215,15 @@ async def replay_many(body: ReplayRequest, runtime: RuntimeDep, relay: RelayDep,
 
 
 @router.get("/audit")
-async def audit(runtime: RuntimeDep, staff: StaffDep, action: str | None = None) -> list[dict[str, Any]]:
-    """The audit trail: who did what, when, to which delivery."""
+async def audit_trail(
+    runtime: RuntimeDep,
+    staff: StaffDep,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=255)] = None,
+    since: IsoDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> list[dict[str, Any]]:
+    """The audit trail, oldest first: who did what, when, for which tenant, to which target."""
     _require(staff, "viewer")
-    return await run_in_threadpool(audit_entries, runtime.engine, action, _scope(staff))
+    flt = audit.AuditFilter(action=action, actor=actor, since=since, tenant=_scope(staff), limit=limit)
+    return await run_in_threadpool(audit.entries, runtime.engine, flt)

@@ -1,7 +1,7 @@
 """The HTTP application: intake and status for front ends, health, readiness and metrics.
 
 `create_app` takes a built runtime (and the relay to wake after each commit) so tests, the
-demo and `hub api` all assemble the same app.
+demo and `hub api` all assemble the same app. On start it audits a changed configuration.
 """
 
 from __future__ import annotations
@@ -13,17 +13,36 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from hub.api import admin, admin_submissions, govuk, intake, open311, problems, status_updates, webhooks
+from hub.api import admin, admin_clients, admin_submissions, auth, govuk, intake, open311, problems, status_updates, webhooks
 from hub.api.batching import IntakeBatcher
+from hub.logs import get_logger
 from hub.relay import Relay
 from hub.runtime import Runtime
+from hub.store import audit
+from hub.store.clients import ClientCache
+
+log = get_logger("hub.api")
+
+
+def _audit_configuration(runtime: Runtime) -> None:
+    """One `config.change` entry whenever a process starts on configuration files that differ
+    from those last recorded; a database not reachable yet must not stop the API starting."""
+    try:
+        detail = audit.record_config_change(runtime.engine, runtime.settings.config_dir)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("config_change_not_audited", error=type(exc).__name__)
+        return
+    if detail is not None:
+        log.info("config_changed", digest=detail["digest"], changed=detail["changed"])
 
 
 def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_audit_configuration, runtime)
         if relay is not None and manage_relay:
             relay.start()
         try:
@@ -42,6 +61,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.state.runtime = runtime
     app.state.relay = relay
     app.state.batcher = IntakeBatcher(runtime.engine)
+    app.state.clients = ClientCache(runtime.engine, runtime.settings.client_cache_seconds)
     problems.install(app)
     app.include_router(intake.router)
     app.include_router(open311.create_router(runtime.settings.config_dir / "open311" / "services.yaml"))
@@ -50,6 +70,8 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(admin_submissions.router)
     app.include_router(status_updates.router)
     app.include_router(webhooks.router)
+    app.include_router(admin_clients.router)
+    app.include_router(auth.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""Request dependencies: the hub's runtime, and the front-end client behind an API key."""
+"""Request dependencies: the hub's runtime, and the front-end client behind an API key.
+
+A key is looked up in the configuration files first, then among the clients stored in the
+database (through a short cache); an expired or revoked stored key is refused saying so.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hub.api.batching import IntakeBatcher
 from hub.api.problems import Problem
+from hub.auth.sessions import session_secret
 from hub.config import Client
 from hub.relay import Relay
 from hub.runtime import Runtime
+from hub.store.clients import ClientCache
 
 Found = TypeVar("Found")
 _bearer = HTTPBearer(auto_error=False, scheme_name="ClientApiKey", description="The front-end client's API key")
@@ -33,24 +39,74 @@ def get_batcher(request: Request) -> IntakeBatcher:
     return batcher
 
 
+def get_client_cache(request: Request) -> ClientCache:
+    """The app's cache of stored clients (made here for an app assembled without create_app)."""
+    cache: ClientCache | None = getattr(request.app.state, "clients", None)
+    if cache is None:
+        runtime: Runtime = request.app.state.runtime
+        cache = request.app.state.clients = ClientCache(runtime.engine, runtime.settings.client_cache_seconds)
+    return cache
+
+
+def get_session_secret(request: Request) -> bytes:
+    """The key staff sessions are signed with, read once per app (settings may name it)."""
+    secret: bytes | None = getattr(request.app.state, "session_secret", None)
+    if secret is None:
+        runtime: Runtime = request.app.state.runtime
+        secret = request.app.state.session_secret = session_secret(runtime.settings)
+    return secret
+
+
+def challenge(realm: str) -> dict[str, str]:
+    return {"WWW-Authenticate": f'Bearer realm="{realm}"'}
+
+
 def bearer_identity(
     credentials: HTTPAuthorizationCredentials | None, lookup: Callable[[str], Found | None], what: str, realm: str
 ) -> Found:
     """Whoever the bearer token names (a front-end client, a member of staff), or a 401."""
-    challenge = {"WWW-Authenticate": f'Bearer realm="{realm}"'}
     if credentials is None or not credentials.credentials:
-        raise Problem(401, "unauthorized", f"Send the {what} as 'Authorization: Bearer <token>'.", headers=challenge)
+        raise Problem(401, "unauthorized", f"Send the {what} as 'Authorization: Bearer <token>'.", headers=challenge(realm))
     found = lookup(credentials.credentials)
     if found is None:
-        raise Problem(401, "unauthorized", f"This {what} is not known to the hub.", headers=challenge)
+        raise Problem(401, "unauthorized", f"This {what} is not known to the hub.", headers=challenge(realm))
     return found
+
+
+CLIENT_REALM = "council-connector-hub"
+
+
+def find_client(runtime: Runtime, cache: ClientCache, key: str) -> Client | None:
+    """The client an API key belongs to, or None; a stored key that expired or was revoked is
+    answered with a 401 saying which (the key itself is never repeated)."""
+    configured = runtime.config.client_for_key(key)
+    if configured is not None:
+        return configured
+    stored = cache.find(key)
+    if stored is None:
+        return None
+    state = stored.state()
+    if state == "revoked":
+        when = stored.revoked_at.date().isoformat() if stored.revoked_at else "?"
+        raise Problem(401, "unauthorized", f"This API key was revoked on {when}; ask the council for a new one.", headers=challenge(CLIENT_REALM))
+    if state == "expired":
+        when = stored.expires_at.date().isoformat() if stored.expires_at else "?"
+        raise Problem(401, "unauthorized", f"This API key expired on {when}; ask the council for a new one.", headers=challenge(CLIENT_REALM))
+    return stored.as_client()
 
 
 def get_client(
     runtime: Annotated[Runtime, Depends(get_runtime)],
+    cache: Annotated[ClientCache, Depends(get_client_cache)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Client:
-    return bearer_identity(credentials, runtime.config.client_for_key, "client's API key", "council-connector-hub")
+    return bearer_identity(credentials, lambda key: find_client(runtime, cache, key), "client's API key", CLIENT_REALM)
+
+
+def may_submit(runtime: Runtime, client: Client, form_id: str) -> bool:
+    """A client submits only the forms it is allowed AND its tenant offers."""
+    tenant = runtime.config.tenants.get(client.tenant)
+    return tenant is not None and tenant.offers(form_id) and client.may_submit(form_id)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

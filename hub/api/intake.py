@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
 from hub.api.bounds import bound_errors
-from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep
+from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep, may_submit
 from hub.api.problems import Problem, problem_responses
 from hub.api.submitting import receipt, store_submission
 from hub.logs import get_logger
@@ -107,7 +107,7 @@ async def submit(
     idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
 ) -> JSONResponse:
     form = runtime.forms.get(form_id, version)
-    if form is None or not client.may_submit(form_id):
+    if form is None or not may_submit(runtime, client, form_id):
         what = f"form {form_id!r}" + (f" version {version}" if version else "")
         raise Problem(404, "not-found", f"There is no {what} for this client.")
     if not _is_json(request.headers.get("content-type")):

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, func, insert, select, update
 
-from hub.store.tables import audit_log, deliveries, outbox, submissions
+from hub.store import audit
+from hub.store.tables import deliveries, outbox, submissions
 
 
 @dataclass(frozen=True)
@@ -87,30 +88,20 @@ def replay(engine: Engine, flt: ParkedFilter, actor: str, dry_run: bool = False)
                 .values(state="pending", attempts_base=deliveries.c.attempts, next_attempt_at=None, updated_at=now)
             )
             conn.execute(insert(outbox).values(delivery_id=item["delivery_id"], connector=item["connector"], available_at=now))
-            conn.execute(
-                insert(audit_log).values(
-                    at=now,
-                    actor=actor,
-                    tenant=item["tenant"],
-                    action="replay",
-                    target=f"delivery:{item['delivery_id']}",
-                    detail={"reference": item["reference"], "connector": item["connector"], "last_error": item["last_error"]},
-                )
+            audit.record(
+                conn,
+                actor,
+                item["tenant"],
+                "replay",
+                f"delivery:{item['delivery_id']}",
+                {"reference": item["reference"], "connector": item["connector"], "last_error": item["last_error"]},
             )
     return chosen
 
 
 def audit_entries(engine: Engine, action: str | None = None, tenant: str | None = None) -> list[dict[str, Any]]:
-    query = select(audit_log).order_by(audit_log.c.id)
-    if action:
-        query = query.where(audit_log.c.action == action)
-    if tenant is not None:
-        query = query.where(audit_log.c.tenant == tenant)
-    with engine.connect() as conn:
-        return [
-            {"at": r.at.isoformat(), "actor": r.actor, "tenant": r.tenant, "action": r.action, "target": r.target, "detail": r.detail}
-            for r in conn.execute(query).all()
-        ]
+    """Kept for callers written before the audit log had its own module."""
+    return audit.entries(engine, audit.AuditFilter(action=action, tenant=tenant))
 
 
 def counts_by_connector(engine: Engine, tenant: str | None = None) -> dict[str, dict[str, int]]:
