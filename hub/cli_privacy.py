@@ -61,7 +61,7 @@ def keys_rotate(
     """Re-seal every stored payload and webhook secret with the newest key of HUB_ENCRYPTION_KEYS.
     Safe to stop and run again; once it reports nothing unreadable, older keys may be removed."""
     from hub.crypto import sealer
-    from hub.store import privacy
+    from hub.store import audit, privacy
     from hub.store.db import make_engine
 
     settings = Settings()
@@ -77,9 +77,8 @@ def keys_rotate(
 
         found[what] = privacy.reseal(engine, the_sealer, what, batch, progress)
         progress(found[what])
-    with engine.begin() as conn:
-        detail = {w: {"resealed": r.resealed, "current": r.current, "unreadable": len(r.unreadable)} for w, r in found.items()}
-        privacy.audit(conn, datetime.now(UTC), _actor(actor), None, "keys.rotate", "HUB_ENCRYPTION_KEYS", detail)
+    detail = {w: {"resealed": r.resealed, "current": r.current, "unreadable": len(r.unreadable)} for w, r in found.items()}
+    audit.record(engine, _actor(actor), None, "keys.rotate", "HUB_ENCRYPTION_KEYS", detail)
     engine.dispose()
     unreadable = [(w, label) for w, r in found.items() for label in r.unreadable]
     if unreadable:

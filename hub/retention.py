@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from hub.config import HubConfig, RetentionRule
 from hub.logs import get_logger
 from hub.runtime import Runtime
-from hub.store import privacy
+from hub.store import audit, privacy
 
 log = get_logger("hub.retention")
 
@@ -81,7 +81,7 @@ def _audit(engine: Engine, found: list[Purged], now: datetime, actor: str) -> No
                 "purged": sum(i.count for i in items),
                 "forms": {i.form_id: {"purged": i.count, "days": i.days} for i in items},
             }
-            privacy.audit(conn, now, actor, tenant, "retention.purge", f"tenant:{tenant}", detail)
+            audit.record(conn, actor, tenant, "retention.purge", f"tenant:{tenant}", detail, at=now)
 
 
 def scheduled(runtime: Runtime) -> list[Purged]:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from hub.crypto import UnknownKey, subject_digest
 from hub.runtime import Runtime
-from hub.store import privacy
+from hub.store import audit, privacy
 
 ERASED_REASON = "erased at the resident's request"
 
@@ -33,7 +33,7 @@ def export(runtime: Runtime, tenant: str, email: str, actor: str) -> dict[str, A
         rows = privacy.linked(conn, tenant, "email", digest)
         found = [_record(runtime, conn, row) for row in rows]
         detail = {"submissions": len(found), "references": [row.reference for row in rows]}
-        privacy.audit(conn, now, actor, tenant, "subject.export", "subject", detail)
+        audit.record(conn, actor, tenant, "subject.export", "subject", detail, at=now)
     return {"tenant": tenant, "email": email.strip(), "exported_at": now.isoformat(), "submissions": found}
 
 
@@ -76,7 +76,7 @@ def erase(runtime: Runtime, tenant: str, email: str, actor: str) -> list[Erased]
             parked = privacy.erase(conn, row.id, sealed, now, ERASED_REASON, values)
             item = Erased(row.reference, row.form_id, what, parked)
             detail = {"form": row.form_id, "payload": what, "deliveries_parked": parked}
-            privacy.audit(conn, now, actor, tenant, "subject.erase", row.reference, detail)
+            audit.record(conn, actor, tenant, "subject.erase", row.reference, detail, at=now)
             done.append(item)
     return done
 

@@ -19,7 +19,7 @@ from hub.api.problems import Problem, problem_responses
 from hub.config import Staff
 from hub.crypto import UnknownKey
 from hub.runtime import Runtime
-from hub.store import privacy
+from hub.store import audit, privacy
 from hub.subjects import erase, export
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 422, 503))
@@ -79,7 +79,7 @@ def _submission(runtime: Runtime, staff: Staff, reference: str) -> dict[str, Any
                 found["payload_error"] = str(error)
         if personal and found["payload"] is not None:
             detail = {"form": row.form_id}
-            privacy.audit(conn, datetime.now(UTC), f"staff:{staff.id}", row.tenant, "submission.view", row.reference, detail)
+            audit.record(conn, f"staff:{staff.id}", row.tenant, "submission.view", row.reference, detail, at=datetime.now(UTC))
         if not personal:
             # a back office's message may name the resident: metadata only for viewers
             for event in found["timeline"]:

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hub import metrics
-from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep
+from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep, may_submit
 from hub.api.intake import Receipt, read_body
 from hub.api.problems import Problem, problem_responses
 from hub.api.submitting import receipt, store_submission
@@ -126,7 +126,7 @@ def create_router(forms_file: Path, schema_path: Path = SUBMISSION_SCHEMA) -> AP
                           errors=[{"pointer": "/form_id", "detail": "form_id is required: forms-runner sends the form's id"}])
         form_id = forms_map.hub_form(govuk_id)
         form = runtime.forms.get(form_id)
-        if form is None or not client.may_submit(form_id):
+        if form is None or not may_submit(runtime, client, form_id):
             raise Problem(404, "not-found", f"There is no hub form for GOV.UK form {govuk_id} for this client.")
         _check(form, payload, "The submission does not fit the hub form.")
         # forms-runner gives every submission its own reference: a resend of it is a repeat

@@ -20,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
-from hub.api.deps import BatcherDep, RelayDep, RuntimeDep
+from hub.api.deps import BatcherDep, RelayDep, RuntimeDep, find_client, get_client_cache, may_submit
 from hub.api.intake import read_body
 from hub.api.problems import Problem
 from hub.api.submitting import store_submission
+from hub.config import Client
 from hub.errors import ConfigError
 from hub.logs import get_logger
 from hub.store import submissions as store
@@ -233,15 +234,15 @@ def create_router(services_file: Path) -> APIRouter:
         except (orjson.JSONDecodeError, UnicodeDecodeError):
             return errors(400, "The body is neither form fields nor JSON")
         key = fields.pop("api_key", None)
-        client = runtime.config.client_for_key(key) if isinstance(key, str) else None
+        client, refusal = _client_for(runtime, request, key)
         if client is None:
-            return errors(403, "Invalid api_key received -- can't proceed with create_request.")
+            return errors(403, refusal or "Invalid api_key received -- can't proceed with create_request.")
         code = fields.get("service_code")
         if not isinstance(code, str):
             return errors(400, "service_code was not provided")
         service = offered.get(code)
         form = runtime.forms.get(service.form) if service is not None else None
-        if service is None or form is None or not client.may_submit(service.form):
+        if service is None or form is None or not may_submit(runtime, client, service.form):
             return errors(404, f"service_code {code} was not found")
         if not (("lat" in fields and "long" in fields) or "address_string" in fields or "address_id" in fields):
             return errors(400, "A full location parameter must be submitted: lat and long, address_string or address_id")
@@ -261,11 +262,13 @@ def create_router(services_file: Path) -> APIRouter:
         return JSONResponse([{"service_request_id": reference}])
 
     @router.get("/requests/{reference}.json", responses=error_responses(403, 404))
-    async def get_request(reference: str, runtime: RuntimeDep, key: str | None = Query(None, alias="api_key")) -> JSONResponse:
+    async def get_request(
+        reference: str, request: Request, runtime: RuntimeDep, key: str | None = Query(None, alias="api_key")
+    ) -> JSONResponse:
         if key is not None:
-            client = runtime.config.client_for_key(key)
+            client, refusal = _client_for(runtime, request, key)
             if client is None:
-                return errors(403, "Invalid api_key received")
+                return errors(403, refusal or "Invalid api_key received")
             tenants = [client.tenant]
         else:  # GeoReport needs no key to read a request: find its tenant by the reference's prefix
             prefix = reference.split("-", 1)[0]
@@ -312,3 +315,14 @@ def _as_request(status: dict[str, Any], offered: Services) -> dict[str, Any]:
         "requested_datetime": status["received_at"],
         "updated_datetime": updated,
     }
+
+
+def _client_for(runtime: RuntimeDep, request: Request, key: object) -> tuple[Client | None, str | None]:
+    """The client behind a GeoReport `api_key` (from the config files or made by `hub clients
+    create`), or None and, for a revoked or expired key, the reason in GeoReport's words."""
+    if not isinstance(key, str) or not key:
+        return None, None
+    try:
+        return find_client(runtime, get_client_cache(request), key), None
+    except Problem as problem:
+        return None, problem.detail

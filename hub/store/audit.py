@@ -26,11 +26,13 @@ def record(
     action: str,
     target: str,
     detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Appends one entry. `tenant` is None for hub-wide actions (a configuration change, a
-    connector every tenant shares); never put a secret or a resident's data in `detail`."""
+    connector every tenant shares); never put a secret or a resident's data in `detail`.
+    `at` is now unless given (a retention run told what time it is)."""
     values = {
-        "at": datetime.now(UTC),
+        "at": at or datetime.now(UTC),
         "actor": actor,
         "tenant": tenant,
         "action": action,

@@ -14,14 +14,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, exists, func, insert, select, update
 
 from hub.crypto import Sealer, UnknownKey
-from hub.store.tables import attempts, audit_log, customer_links, deliveries, outbox, status_events, submissions, webhooks
+from hub.store.tables import attempts, customer_links, deliveries, outbox, status_events, submissions, webhooks
 
 OPEN_STATES = ("pending", "retrying")
-
-
-def audit(conn: Connection, at: datetime, actor: str, tenant: str | None, action: str, target: str, detail: dict[str, Any]) -> None:
-    """One entry of the append-only audit log (the same shape hub.store.replay writes)."""
-    conn.execute(insert(audit_log).values(at=at, actor=actor, tenant=tenant, action=action, target=target, detail=detail))
 
 
 # -- re-sealing with the newest key (`hub keys rotate`)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select, update
@@ -147,3 +148,24 @@ def test_each_creation_and_revocation_is_audited_with_actor_tenant_time_and_targ
     assert made["detail"]["forms"] == ["missed-bin-collection"] and made["detail"]["key_prefix"] == key[:8]
     assert datetime.fromisoformat(made["at"]) <= datetime.fromisoformat(gone["at"]) <= datetime.now(UTC)
     assert key not in json.dumps(trail) and key[8:] not in json.dumps(trail)
+
+
+def test_a_stored_key_works_at_the_open311_door_until_it_is_revoked(staffed: tuple[EmbeddedHub, dict[str, str]]) -> None:
+    hub, _ = staffed
+    made, key = clients.create(
+        hub.runtime.engine, clients.NewClient(id="em-fms", tenant="eastmoor", name="FixMyStreet", forms=("report-fly-tipping",)), "test"
+    )
+    fields = [
+        ("api_key", key), ("service_code", "fly-tipping"), ("lat", "54.6536"), ("long", "-5.6689"),
+        ("description", "Four tyres dumped overnight"), ("attribute[waste_type][]", "tyres"), ("attribute[size]", "car_boot"),
+    ]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    created = hub.client.post("/open311/v2/requests.json", content=urlencode(fields), headers=form)
+    assert created.status_code == 200, created.text
+    reference = created.json()[0]["service_request_id"]
+    assert reference.startswith("EDC-")
+    assert hub.client.get(f"/open311/v2/requests/{reference}.json", params={"api_key": key}).status_code == 200
+    clients.revoke(hub.runtime.engine, made.id, "test")
+    time.sleep(0.4)  # the cache is 0.3 s old at most here
+    refused = hub.client.post("/open311/v2/requests.json", content=urlencode(fields), headers=form)
+    assert refused.status_code == 403 and "revoked" in refused.json()[0]["description"] and key not in refused.text

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from connectors.base import DeliveryContext, Secrets
-from connectors.email import EmailConnector, EmailOptions, record_csv
+from connectors.email import EmailConnector, record_csv
 from connectors.registry import ConnectorRegistry
 from hub.config import ConnectorConfig, load_config
 from hub.errors import ConfigError, PermanentError, TransientError

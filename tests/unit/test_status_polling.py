@@ -27,7 +27,6 @@ from hub.pollers import StatusPoller
 from hub.serving import ServerThread
 from hub.settings import REPO_ROOT, Settings
 from hub.store import status_events
-from simulators.control import FailurePlan
 from simulators.open311 import PREFIX, Open311State
 from simulators.open311 import create_app as create_open311
 from simulators.waste import WasteState

@@ -9,7 +9,10 @@ calls it, how to reach A's object, and what B must get (NOT_FOUND, or OWN: B's o
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -18,11 +21,13 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from hub.api.app import create_app
-from hub.config import ConnectorConfig
+from hub.config import ConnectorConfig, StatusUpdates
 from hub.settings import Settings
 from hub.store import clients
+from hub.store.tables import status_events, submissions
 from simulators.crm import FailurePlan
 from tests.support.embedded import EmbeddedHub
 from tests.support.staff import staffed_hub
@@ -32,10 +37,14 @@ from tests.unit.test_open311_endpoint import FMS_REPORT
 SAMPLE = json.loads((Settings().schemas_dir / "missed-bin-collection" / "samples" / "general-uprn.json").read_text())
 # who calls: a front end with B's API key (stored in the database), a GeoReport client with B's
 # configured key, a member of B's staff (an admin: every role, scoped to B), or anyone at all
-CLIENT, OPEN311, STAFF, PUBLIC = "client", "open311", "staff", "public"
+CLIENT, OPEN311, STAFF, PUBLIC, BACK_OFFICE = "client", "open311", "staff", "public", "back office"
 # what B must get: 404, or an answer of its own (any status below 500) holding nothing of A
 NOT_FOUND, OWN = "404", "own"
 A_ONLY_CONNECTOR = "eastmoor-highways"
+B_ONLY_CONNECTOR = "westvale-repairs"
+B_STATUS_SECRET = "westvale-repairs-status-" + "5e0c2a"
+# the resident of A's sample submissions (B's staff ask for their data too)
+RESIDENT = SAMPLE["email"]
 
 
 @dataclass
@@ -49,6 +58,8 @@ class World:
     govuk_reference: str = "EMGOVUK1"
     client_id: str = "em-isolation-kiosk"
     connector: str = A_ONLY_CONNECTOR
+    webhook_id: str = ""
+    references: set[str] = field(default_factory=set)
     # B's credentials
     b_key: str = ""
     b_open311_key: str = ""
@@ -72,6 +83,13 @@ def nothing(_: World) -> dict[str, Any]:
     return {}
 
 
+def signed_update(a: World) -> dict[str, Any]:
+    body = json.dumps({"reference": a.reference, "status": "closed"}).encode()
+    stamp = str(int(time.time()))
+    digest = hmac.new(B_STATUS_SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"content": body, "headers": {"Hub-Signature": f"t={stamp},v1={digest}", "Content-Type": "application/json"}}
+
+
 MATRIX: list[Row] = [
     # front ends
     Row("POST", "/v1/forms/{form_id}/submissions", CLIENT, lambda a: {"form_id": "missed-bin-collection", "json": SAMPLE, "headers": {"Idempotency-Key": a.idempotency_key}}, OWN),
@@ -82,6 +100,19 @@ MATRIX: list[Row] = [
     Row("GET", "/open311/v2/services.json", PUBLIC, nothing, OWN),
     Row("GET", "/open311/v2/services/{code}.json", PUBLIC, lambda a: {"code": "fly-tipping"}, OWN),
     # staff
+    Row("GET", "/v1/webhooks", CLIENT, nothing, OWN),
+    Row("POST", "/v1/webhooks", CLIENT, lambda a: {"json": {"url": "http://127.0.0.1:9/westvale-hook"}}, OWN),
+    Row("DELETE", "/v1/webhooks/{webhook_id}", CLIENT, lambda a: {"webhook_id": a.webhook_id}, NOT_FOUND),
+    Row("POST", "/v1/webhooks/{webhook_id}/rotate-secret", CLIENT, lambda a: {"webhook_id": a.webhook_id}, NOT_FOUND),
+    Row("DELETE", "/v1/webhooks/{webhook_id}/previous-secret", CLIENT, lambda a: {"webhook_id": a.webhook_id}, NOT_FOUND),
+    *(Row(method, "/v1/webhooks", CLIENT, nothing, OWN) for method in ("PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")),
+    # back offices: B's own back office, signing correctly, pushes a status for A's record
+    Row("POST", "/v1/status-updates/{connector}", BACK_OFFICE, lambda a: {"connector": B_ONLY_CONNECTOR, **signed_update(a)}, NOT_FOUND),
+    # staff
+    Row("GET", "/v1/admin/submissions/{reference}", STAFF, lambda a: {"reference": a.reference}, NOT_FOUND),
+    Row("POST", "/v1/admin/subjects/export", STAFF, lambda a: {"json": {"email": RESIDENT}}, OWN),
+    Row("POST", "/v1/admin/subjects/export", STAFF, lambda a: {"json": {"email": RESIDENT, "tenant": "eastmoor"}}, NOT_FOUND),
+    Row("POST", "/v1/admin/subjects/erase", STAFF, lambda a: {"json": {"email": RESIDENT}}, OWN),
     Row("GET", "/v1/admin/connectors", STAFF, nothing, OWN),
     Row("POST", "/v1/admin/connectors/{name}/pause", STAFF, lambda a: {"name": a.connector}, NOT_FOUND),
     Row("POST", "/v1/admin/connectors/{name}/resume", STAFF, lambda a: {"name": a.connector}, NOT_FOUND),
@@ -136,6 +167,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedHu
 def build_world(hub: EmbeddedHub, tokens: dict[str, str]) -> World:
     a = World()
     hub.runtime.config.connectors[A_ONLY_CONNECTOR] = ConnectorConfig(name=A_ONLY_CONNECTOR, type="rest", tenants=("eastmoor",), options={"url": "http://127.0.0.1:9/"})
+    hub.runtime.config.connectors[B_ONLY_CONNECTOR] = ConnectorConfig(
+        name=B_ONLY_CONNECTOR, type="rest", tenants=("westvale",), options={"url": "http://127.0.0.1:9/"},
+        status_updates=StatusUpdates(secret_env="WESTVALE_REPAIRS_STATUS_SECRET"),
+    )
+    hub.runtime.secrets._environ["WESTVALE_REPAIRS_STATUS_SECRET"] = B_STATUS_SECRET
     first = hub.post("missed-bin-collection", SAMPLE, headers={"Idempotency-Key": a.idempotency_key})
     a.reference = first.json()["reference"]
     hub.wait_until_settled(a.reference)
@@ -148,12 +184,16 @@ def build_world(hub: EmbeddedHub, tokens: dict[str, str]) -> World:
     govuk = hub.client.post("/v1/govuk-forms/submissions", json=govuk_submission(a.govuk_reference), headers={"Authorization": f"Bearer {hub.key}"})
     assert govuk.status_code == 202, govuk.text
     clients.create(hub.runtime.engine, clients.NewClient(a.client_id, "eastmoor"), "cli:eastmoor-ict")
+    hook = hub.client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/eastmoor-hook"}, headers={"Authorization": f"Bearer {hub.key}"})
+    assert hook.status_code == 201, hook.text
+    a.webhook_id = hook.json()["id"]
     # an audit entry of A's own, and A's connector paused by A's operator
     assert hub.admin("POST", f"/connectors/{A_ONLY_CONNECTOR}/pause", token=tokens["eastmoor-operator"]).status_code == 200
     _, a.b_key = clients.create(hub.runtime.engine, clients.NewClient("wv-isolation-app", "westvale"), "cli:westvale-ict")
     a.b_open311_key, a.b_staff = hub.westvale_key, tokens["westvale-admin"]
-    references = {a.reference, a.parked_reference, govuk.json()["reference"], "EDC-"}
-    a.markers = references | {"eastmoor", a.client_id, "demo-portal", A_ONLY_CONNECTOR}
+    a.references = {a.reference, a.parked_reference, govuk.json()["reference"]}
+    references = a.references | {"EDC-"}
+    a.markers = references | {"eastmoor", a.client_id, "demo-portal", A_ONLY_CONNECTOR, a.webhook_id, "eastmoor-hook"}
     a.metric_markers = references | {'"eastmoor"', a.client_id, "demo-portal"}
     return a
 
@@ -192,6 +232,14 @@ def test_tenant_b_reaches_nothing_of_tenant_a(world: tuple[EmbeddedHub, World], 
     assert clients.get(hub.runtime.engine, a.client_id).state() == "active", f"after {row.method} {row.path}, A's client is not active"  # type: ignore[union-attr]
     a_connector = next(c for c in hub.admin("GET", "/connectors").json() if c["name"] == A_ONLY_CONNECTOR)
     assert a_connector["paused"], f"after {row.method} {row.path}, A's connector is no longer paused"
+    hooks = hub.client.get("/v1/webhooks", headers={"Authorization": f"Bearer {hub.key}"}).json()["webhooks"]
+    assert [h["id"] for h in hooks] == [a.webhook_id], f"after {row.method} {row.path}, A's webhook is gone or another appeared"
+    with hub.runtime.engine.connect() as conn:
+        untouched = conn.execute(
+            select(func.count()).select_from(submissions).where(submissions.c.tenant == "eastmoor", submissions.c.erased_at.is_(None))
+        ).scalar_one()
+        changed = conn.execute(select(func.count()).select_from(status_events).where(status_events.c.tenant == "eastmoor")).scalar_one()
+    assert untouched == len(a.references) and changed == 0, f"after {row.method} {row.path}, A's submissions were erased or given a status"
 
 
 def test_the_metrics_carry_nothing_of_tenant_as_data(world: tuple[EmbeddedHub, World]) -> None:
