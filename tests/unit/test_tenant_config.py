@@ -124,3 +124,20 @@ def test_the_shipped_configuration_passes_with_westvale_offering_only_its_shared
     tenants = {t["id"]: t for t in yaml.safe_load((ROOT / "config" / "tenants.yaml").read_text())["tenants"]}
     assert "council-tax-moving-home" not in tenants["westvale"]["forms"] and "missed-bin-collection" in tenants["westvale"]["forms"]
     assert all({"127.0.0.1", "localhost"} <= set(t["allowed_hosts"]) for t in tenants.values())
+
+
+def test_polling_a_back_office_that_cannot_be_polled_and_a_misspelt_retention_form_are_refused(tmp_path: Path) -> None:
+    config = copy_of_config(tmp_path)
+    connectors = (config / "connectors.yaml").read_text()
+    assert "status_updates: {secret_env: CRM_STATUS_SECRET}" in connectors
+    # a REST back office cannot be asked for status; it must push
+    (config / "connectors.yaml").write_text(connectors.replace(
+        "status_updates: {secret_env: CRM_STATUS_SECRET}", "status_updates: {secret_env: CRM_STATUS_SECRET, poll_seconds: 60}"
+    ))
+    (config / "retention-extra.yaml").write_text("retention:\n  - form: missed-bin-colection\n    days: 30\n")
+    problems = check_configuration(Settings(config_dir=config), {})
+    assert [p for p in problems if "poll" in p] == [
+        "connectors: crm: status_updates.poll_seconds is set, but a rest connector cannot poll for status "
+        "(configure status_poll, or let the back office push)"
+    ]
+    assert any("missed-bin-colection" in p for p in problems), problems
