@@ -38,21 +38,13 @@ def export(runtime: Runtime, tenant: str, email: str, actor: str) -> dict[str, A
 
 
 def _record(runtime: Runtime, conn: Connection, row: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "reference": row.reference,
-        "form_id": row.form_id,
-        "form_version": row.form_version,
-        "received_at": row.received_at.isoformat(),
-        "purged_at": row.purged_at.isoformat() if row.purged_at else None,
-        "erased_at": row.erased_at.isoformat() if row.erased_at else None,
-        "payload": None,
-    }
+    record = privacy.summary(conn, row)
     if row.payload is not None:
         try:
             record["payload"] = runtime.sealer.open(row.payload)
         except UnknownKey as error:
             record["payload_error"] = str(error)
-    return record | privacy.history(conn, row.id)
+    return record
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ act on that tenant's objects only; anything of another tenant is answered 404.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -161,19 +162,21 @@ def _pause_view(name: str, circuit: circuits.Circuit, changed: bool) -> dict[str
 @router.post("/connectors/{name}/pause", responses=problem_responses(404))
 async def pause_connector(name: str, runtime: RuntimeDep, staff: StaffDep) -> dict[str, Any]:
     """Holds the connector's deliveries back (not counted as attempts) until it is resumed."""
-    tenant = _only_tenant(_pausable(runtime, staff, name))
-    paused = await run_in_threadpool(circuits.pause, runtime.engine, name, f"staff:{staff.id}", tenant)
-    now = await run_in_threadpool(circuits.read, runtime.engine, name)
-    return _pause_view(name, now, paused is not None)
+    return await _switch(circuits.pause, name, runtime, staff)
 
 
 @router.post("/connectors/{name}/resume", responses=problem_responses(404))
 async def resume_connector(name: str, runtime: RuntimeDep, staff: StaffDep) -> dict[str, Any]:
     """Lets a paused connector's deliveries flow again."""
+    return await _switch(circuits.resume, name, runtime, staff)
+
+
+async def _switch(change: Callable[..., Any], name: str, runtime: Runtime, staff: Staff) -> dict[str, Any]:
+    """Pauses or resumes (audited with the staff member), then shows the connector as it now is."""
     tenant = _only_tenant(_pausable(runtime, staff, name))
-    resumed = await run_in_threadpool(circuits.resume, runtime.engine, name, f"staff:{staff.id}", tenant)
+    changed = await run_in_threadpool(change, runtime.engine, name, f"staff:{staff.id}", tenant)
     now = await run_in_threadpool(circuits.read, runtime.engine, name)
-    return _pause_view(name, now, resumed is not None)
+    return _pause_view(name, now, changed is not None)
 
 
 @router.get("/deliveries")

@@ -60,17 +60,10 @@ def _submission(runtime: Runtime, staff: Staff, reference: str) -> dict[str, Any
             return None
         personal = staff.can("caseworker") and staff.sees(row.tenant)
         found: dict[str, Any] = {
-            "reference": row.reference,
             "tenant": row.tenant,
             "client_id": row.client_id,
-            "form_id": row.form_id,
-            "form_version": row.form_version,
-            "received_at": row.received_at.isoformat(),
-            "purged_at": row.purged_at.isoformat() if row.purged_at else None,
-            "erased_at": row.erased_at.isoformat() if row.erased_at else None,
             "personal_data": "shown" if personal else "hidden",
-            "payload": None,
-            **privacy.history(conn, row.id),
+            **privacy.summary(conn, row),
         }
         if row.payload is not None:
             try:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, exists, func, insert, select, update
 
 from hub.crypto import Sealer, UnknownKey
+from hub.store.submissions import delivery_view
 from hub.store.tables import attempts, customer_links, deliveries, outbox, status_events, submissions, webhooks
 
 OPEN_STATES = ("pending", "retrying")
@@ -192,6 +193,21 @@ def by_reference(conn: Connection, reference: str, tenant: str | None) -> Any:
     return conn.execute(query).first()
 
 
+def summary(conn: Connection, row: Any) -> dict[str, Any]:
+    """A stored submission for staff and for the resident's own export: its metadata, deliveries and
+    timeline; `payload` is left None for the caller, who decides what of it may be shown."""
+    return {
+        "reference": row.reference,
+        "form_id": row.form_id,
+        "form_version": row.form_version,
+        "received_at": row.received_at.isoformat(),
+        "purged_at": row.purged_at.isoformat() if row.purged_at else None,
+        "erased_at": row.erased_at.isoformat() if row.erased_at else None,
+        "payload": None,
+        **history(conn, row.id),
+    }
+
+
 def history(conn: Connection, submission_id: int) -> dict[str, list[dict[str, Any]]]:
     """A submission's deliveries and its timeline, as staff and the resident may see them."""
     rows = conn.execute(select(deliveries).where(deliveries.c.submission_id == submission_id).order_by(deliveries.c.id)).all()
@@ -199,18 +215,7 @@ def history(conn: Connection, submission_id: int) -> dict[str, list[dict[str, An
         select(status_events).where(status_events.c.submission_id == submission_id).order_by(status_events.c.occurred_at, status_events.c.id)
     ).all()
     return {
-        "deliveries": [
-            {
-                "connector": d.connector,
-                "state": d.state,
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-                "external_reference": d.external_reference,
-                "created_at": d.created_at.isoformat(),
-                "updated_at": d.updated_at.isoformat(),
-            }
-            for d in rows
-        ],
+        "deliveries": [delivery_view(d) for d in rows],
         "timeline": [
             {
                 "status": e.status,

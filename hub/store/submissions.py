@@ -245,17 +245,20 @@ def status(engine: Engine, tenant: str, reference: str) -> dict[str, Any] | None
         "form_id": sub.form_id,
         "form_version": sub.form_version,
         "received_at": sub.received_at.isoformat(),
-        "deliveries": [
-            {
-                "connector": d.connector,
-                "state": d.state,
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-                "external_reference": d.external_reference,
-                "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
-                "updated_at": d.updated_at.isoformat(),
-            }
-            for d in rows
-        ],
+        "deliveries": [delivery_view(d) for d in rows],
         "timeline": events,
+    }
+
+
+def delivery_view(d: Any) -> dict[str, Any]:
+    """One delivery as front ends and staff see it."""
+    return {
+        "connector": d.connector,
+        "state": d.state,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "external_reference": d.external_reference,
+        "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
+        "created_at": d.created_at.isoformat(),
+        "updated_at": d.updated_at.isoformat(),
     }
