@@ -26,13 +26,19 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_respons
 HIDDEN = "[hidden]"
 
 
+# the blanks are spelt out: `\s` is a different set of characters in ECMA regexes (what the
+# OpenAPI document promises) and in the Rust regexes pydantic checks with (U+0085, for one)
+_BLANK = r"[ \t\n\r\f\v]"
+_EMAIL = rf"^{_BLANK}*[^@ \t\n\r\f\v]+@[^@ \t\n\r\f\v]+\.[^@ \t\n\r\f\v]+{_BLANK}*$"
+
+
 class SubjectRequest(BaseModel):
     """A resident, by e-mail address; staff who work for every tenant also name the tenant."""
 
     model_config = ConfigDict(extra="forbid")
 
     email: str = Field(
-        min_length=3, max_length=320, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$", description="The resident's e-mail address"
+        min_length=3, max_length=320, pattern=_EMAIL, description="The resident's e-mail address"
     )
     tenant: str | None = Field(default=None, max_length=64, description="Only for staff who work for every tenant")
 

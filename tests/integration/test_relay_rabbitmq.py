@@ -43,7 +43,7 @@ def accept(runtime: Runtime, n: int) -> None:
     for _ in range(n):
         store.accept(
             runtime.engine,
-            store.NewSubmission("eastmoor", "demo-portal", "missed-bin-collection", 1, {}, "0" * 64, None, ["crm"], "EDC"),
+            store.NewSubmission("eastmoor", "demo-portal", "missed-bin-collection", 1, runtime.sealer.seal({}), "0" * 64, None, ["crm"], "EDC"),
         )
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from pathlib import Path
 
 from sqlalchemy import select
 
-from hub.settings import Settings
 from hub.store import audit
 from hub.store.db import make_engine
 from hub.store.tables import api_clients
@@ -50,14 +48,11 @@ def test_create_prints_the_key_once_list_shows_only_its_start_and_revoke_is_audi
 
 
 def test_create_refuses_a_taken_id_an_unknown_tenant_and_forms_the_tenant_does_not_offer(tmp_path: Path) -> None:
-    config = tmp_path / "config"
-    shutil.copytree(Settings().config_dir, config)
-    tenants = (config / "tenants.yaml").read_text().replace("reference_prefix: WBC", "reference_prefix: WBC\n    forms: [missed-bin-collection]")
-    (config / "tenants.yaml").write_text(tenants)
-    env = {"HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "HUB_CONFIG_DIR": str(config)}
+    # the shipped configuration: westvale offers its waste and customer services, not council tax
+    env = {"HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
     assert hub("migrate", env=env).returncode == 0
-    offered = hub("clients", "create", "--tenant", "westvale", "--id", "wv-web", "--forms", "missed-bin-collection,report-fly-tipping", env=env)
-    assert offered.returncode == 1 and "--forms: tenant 'westvale' does not offer form 'report-fly-tipping'" in offered.stderr
+    offered = hub("clients", "create", "--tenant", "westvale", "--id", "wv-web", "--forms", "missed-bin-collection,council-tax-moving-home", env=env)
+    assert offered.returncode == 1 and "--forms: tenant 'westvale' does not offer form 'council-tax-moving-home'" in offered.stderr
     assert "API key" not in offered.stdout
     nowhere = hub("clients", "create", "--tenant", "northdale", "--id", "nd-web", env=env)
     assert nowhere.returncode == 1 and "--tenant: no tenant 'northdale'; known: eastmoor, westvale" in nowhere.stderr
