@@ -27,6 +27,10 @@ from hub.runtime import Runtime
 
 log = get_logger("hub.worker")
 
+# how long the consuming thread waits for the broker before settling finished deliveries
+SETTLE_SECONDS = 0.002
+IDLE_SECONDS = 0.05
+
 
 class Worker:
     def __init__(self, runtime: Runtime, connectors: list[str] | None = None, concurrency: int = 4) -> None:
@@ -91,7 +95,10 @@ class Worker:
                 while not stop.is_set():
                     self._settle(connection, producer)
                     try:
-                        connection.drain_events(timeout=0.05)
+                        # only this thread may ack, and it hears of finished deliveries only between
+                        # waits: while any are in hand it waits briefly, so acks (and with them the
+                        # prefetch window) are not held back by a quiet queue
+                        connection.drain_events(timeout=SETTLE_SECONDS if self._in_flight else IDLE_SECONDS)
                     except socket.timeout:
                         pass
             # graceful stop: consumers are cancelled; let in-flight deliveries finish and settle them

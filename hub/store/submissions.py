@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
+from hub.store.db import one_statement
 from hub.store.tables import customer_links, deliveries, outbox, submissions
 from hub.store.timeline import timeline
 
@@ -98,7 +99,8 @@ def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted | I
     now = datetime.now(UTC)
     references = [new_reference(new.reference_prefix) for new in batch]
     try:
-        with engine.begin() as conn:
+        # on PostgreSQL the batch is one statement, atomic by itself: no BEGIN and COMMIT round trips
+        with one_statement(engine) if engine.dialect.name == "postgresql" else engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 inserted = _insert_all_postgres(conn, batch, references, now)
             else:
