@@ -16,6 +16,7 @@ from typing import Any
 import pika
 
 from bench.processes import Group, free_port, python, spawn, stop
+from hub.crypto import new_key
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -72,6 +73,9 @@ class HubStack:
             "HUB_EXCHANGE": f"{name}.deliveries",
             "HUB_QUEUE_PREFIX": f"{name}.",
             "HUB_LOG_LEVEL": "warning",
+            # payloads are sealed at rest: fresh keys per stack, shared by its processes and fill()
+            "HUB_ENCRYPTION_KEYS": new_key(),
+            "HUB_INDEX_KEY": secrets.token_hex(32),
             "BENCH_API_KEY": self.key,
             "BENCH_SINK_URL": sink_url,
         }
@@ -146,33 +150,46 @@ class HubStack:
         return found
 
     def fill(self, count: int, seed: int = 7, batch: int = 1000) -> float:
-        """Stores `count` submissions as intake would (submission, delivery and outbox row per
-        submission, each batch one transaction) so the relay publishes them; returns seconds."""
+        """Stores `count` submissions as intake would (submission sealed with the stack's key, the
+        resident's e-mail link, delivery and outbox row per submission, each batch one
+        transaction) so the relay publishes them; returns seconds."""
+        import random
+
         from sqlalchemy import insert
 
         from bench.payloads import payload
+        from hub.crypto import Sealer, subject_digest
+        from hub.forms import load_forms
         from hub.store.db import make_engine
         from hub.store.submissions import new_reference
-        from hub.store.tables import deliveries, outbox, submissions
-
-        import random
+        from hub.store.tables import customer_links, deliveries, outbox, submissions
 
         rng = random.Random(seed)
+        sealer = Sealer.from_keys([self.env["HUB_ENCRYPTION_KEYS"]])
+        index_key = self.env["HUB_INDEX_KEY"].encode()
+        form = load_forms(REPO / "schemas").get(FORM)
+        assert form is not None
         engine = make_engine(self.database_url)
         started = time.monotonic()
         try:
             for first in range(0, count, batch):
                 now = datetime.now(UTC)
-                rows = []
+                rows, links = [], []
                 for i in range(first, min(count, first + batch)):
                     body = payload(rng, i)
                     raw = json.dumps(body, ensure_ascii=False).encode()
                     rows.append({"reference": new_reference("BEN"), "tenant": "bench", "client_id": "bench-portal",
-                                 "form_id": FORM, "form_version": 1, "payload": body, "received_at": now,
+                                 "form_id": FORM, "form_version": 1, "payload": sealer.seal(body), "received_at": now,
                                  "idempotency_key": None, "body_sha256": hashlib.sha256(raw).hexdigest()})
+                    links.append([(kind, subject_digest(index_key, kind, value))
+                                  for kind, value in form.subject_identifiers(body)])
                 with engine.begin() as conn:
                     ids = conn.execute(insert(submissions).returning(submissions.c.id, sort_by_parameter_order=True),
                                        rows).scalars().all()
+                    found = [{"tenant": "bench", "submission_id": sid, "kind": kind, "digest": digest}
+                             for sid, pairs in zip(ids, links) for kind, digest in pairs]
+                    if found:
+                        conn.execute(insert(customer_links), found)
                     delivery_ids = conn.execute(
                         insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True),
                         [{"submission_id": sid, "tenant": "bench", "connector": CONNECTOR, "state": "pending",

@@ -14,6 +14,7 @@ import httpcore
 import httpx
 
 from connectors.base import Health
+from connectors.http_wire import WireTransport
 from hub.errors import PermanentError, TransientError
 from hub.outbound import AllowList, OutboundRefused, check_host, current_allow_list, safe_addresses
 
@@ -107,14 +108,20 @@ class GuardedTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-def client(timeout_seconds: float, connect_timeout_seconds: float, outbound: AllowList | None = None) -> httpx.Client:
+def client(
+    timeout_seconds: float, connect_timeout_seconds: float, outbound: AllowList | None = None, whole_replies: bool = False
+) -> httpx.Client:
     """A connector's HTTP client: explicit timeouts, calls only where `outbound` allows (by default
     the allow-list of the connector being built; a client made later is given `self.outbound`),
-    and redirects not followed (a back office that moves must be reconfigured, not chased)."""
+    and redirects not followed (a back office that moves must be reconfigured, not chased).
+    `whole_replies`: every reply is read whole anyway (the REST connector), so the leaner
+    `http_wire.WireTransport`, the same gate, carries it."""
+    allow = outbound if outbound is not None else current_allow_list()
+    transport: httpx.BaseTransport = WireTransport(allow) if whole_replies else GuardedTransport(allow)
     return httpx.Client(
         timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
         follow_redirects=False,
-        transport=GuardedTransport(outbound if outbound is not None else current_allow_list()),
+        transport=transport,
     )
 
 

@@ -58,7 +58,8 @@ class RestConnector(Connector):
 
     def __init__(self, name: str, options: RestOptions, secrets: Secrets) -> None:
         super().__init__(name, options, secrets)
-        self._client = http.client(options.timeout_seconds, options.connect_timeout_seconds, self.outbound)
+        # every reply is read (its reference, or the reason for a refusal): the lean transport fits
+        self._client = http.client(options.timeout_seconds, options.connect_timeout_seconds, self.outbound, whole_replies=True)
         self._reference = jmespath.compile(options.reference_path) if options.reference_path else None
         self._success = jmespath.compile(options.success_when) if options.success_when else None
 

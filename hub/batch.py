@@ -17,9 +17,20 @@ Result = TypeVar("Result")
 
 
 class GroupCall(Generic[Item, Result]):
-    def __init__(self, call_many: Callable[[Sequence[Item]], Sequence[Result]], name: str, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        call_many: Callable[[Sequence[Item]], Sequence[Result]],
+        name: str,
+        max_batch: int = 256,
+        on_idle: Callable[[], None] | None = None,
+        idle_seconds: float = 1.0,
+    ) -> None:
         self._call_many = call_many
         self._max_batch = max_batch
+        # called in the background thread after `idle_seconds` with nothing to do (e.g. to give
+        # back a connection kept while busy)
+        self._on_idle = on_idle
+        self._idle_seconds = idle_seconds
         self._waiting: list[tuple[Item, Future[Result]]] = []
         self._ready = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -36,9 +47,13 @@ class GroupCall(Generic[Item, Result]):
     def _run(self) -> None:
         while True:
             with self._ready:
-                while not self._waiting:
-                    self._ready.wait()
+                if not self._waiting:
+                    self._ready.wait(self._idle_seconds if self._on_idle is not None else None)
                 batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            if not batch:
+                if self._on_idle is not None:
+                    self._on_idle()
+                continue
             try:
                 results = self._call_many([item for item, _ in batch])
             except BaseException as exc:  # every caller in the batch hears of it

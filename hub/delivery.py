@@ -21,6 +21,7 @@ from hub.logs import get_logger, personal_data, scrubbed
 from hub.retry import decide
 from hub.runtime import Runtime
 from hub.store import circuits, deliveries
+from hub.store.db import KeptConnection
 from hub.webhooks import OutcomeEvents
 
 log = get_logger("hub.delivery")
@@ -51,12 +52,17 @@ class DeliveryHandler:
         self._circuits: dict[str, tuple[float, circuits.Circuit]] = {}
         self._lock = threading.Lock()
         engine = runtime.engine
-        # the sending threads' loads and successes reach the database together, one statement each
+        # the sending threads' loads and successes reach the database together, one statement each;
+        # on PostgreSQL each grouping thread keeps its own connection (no checkout or ping per batch)
+        postgres = engine.dialect.name == "postgresql"
+        # (given back to the pool after a second without work)
+        loads, records = (KeptConnection(engine), KeptConnection(engine)) if postgres else (None, None)
         self._load: GroupCall[int, deliveries.DeliveryJob | None] = GroupCall(
-            lambda ids: deliveries.load_many(engine, ids), "hub-load"
+            lambda ids: deliveries.load_many(engine, ids, loads), "hub-load", on_idle=loads.close if loads else None
         )
         self._delivered: GroupCall[tuple[int, datetime, str | None], int | None] = GroupCall(
-            lambda done: deliveries.record_delivered_many(engine, done), "hub-record"
+            lambda done: deliveries.record_delivered_many(engine, done, records), "hub-record",
+            on_idle=records.close if records else None,
         )
         # tells the submitting client's webhooks, if it has any, that a delivery finished
         self.events = OutcomeEvents(runtime)

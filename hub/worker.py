@@ -27,6 +27,10 @@ from hub.runtime import Runtime
 
 log = get_logger("hub.worker")
 
+# how long the consuming thread waits for the broker before settling finished deliveries
+SETTLE_SECONDS = 0.002
+IDLE_SECONDS = 0.05
+
 
 class Worker:
     def __init__(self, runtime: Runtime, connectors: list[str] | None = None, concurrency: int = 4) -> None:
@@ -39,6 +43,9 @@ class Worker:
         self.handler = DeliveryHandler(runtime)
         self._done: queue.Queue[tuple[Message, str, Future[Result]]] = queue.Queue()
         self._in_flight = 0
+        # delivery tags received and not yet settled, per channel (the consuming thread's own)
+        self._unacked: dict[Any, set[int]] = {}
+        self._multiple_acks = False
         self._declared_delays: set[str] = set()
 
     def handle(self, delivery_id: int) -> str:
@@ -69,6 +76,9 @@ class Worker:
     def _consume(self, pools: dict[str, ThreadPoolExecutor], stop: threading.Event, grace_seconds: float) -> None:
         topology = self.runtime.topology
         with topology.connect() as connection:
+            self._unacked = {}
+            # kombu's in-process and other virtual transports ack one tag whatever `multiple` says
+            self._multiple_acks = connection.transport.driver_type == "amqp"
             connection.ensure_connection(max_retries=topology.hosts())
             topology.declare(connection, self.connectors)
             producer = Producer(connection.channel())
@@ -91,7 +101,10 @@ class Worker:
                 while not stop.is_set():
                     self._settle(connection, producer)
                     try:
-                        connection.drain_events(timeout=0.05)
+                        # only this thread may ack, and it hears of finished deliveries only between
+                        # waits: while any are in hand it waits briefly, so acks (and with them the
+                        # prefetch window) are not held back by a quiet queue
+                        connection.drain_events(timeout=SETTLE_SECONDS if self._in_flight else IDLE_SECONDS)
                     except socket.timeout:
                         pass
             # graceful stop: consumers are cancelled; let in-flight deliveries finish and settle them
@@ -105,6 +118,7 @@ class Worker:
     def _on_message(self, pool: ThreadPoolExecutor, connector: str, kind: str) -> Callable[[Any, Message], None]:
         def on_message(body: Any, message: Message) -> None:
             self._in_flight += 1
+            self._unacked.setdefault(message.channel, set()).add(message.delivery_tag)
             delivery_id = int(body["delivery_id"])
             if kind == "dead":
                 future = pool.submit(self.handler.park_dead_letter, delivery_id)
@@ -117,11 +131,12 @@ class Worker:
     def _settle(self, connection: Connection, producer: Producer, wait: float = 0.0) -> None:
         """Acks finished messages (their outcome is committed), first moving a waiting retry into
         its delay queue; a message whose outcome could not be stored goes back to the queue."""
+        finished: list[Message] = []
         while True:
             try:
                 message, connector, future = self._done.get(timeout=wait) if wait else self._done.get_nowait()
             except queue.Empty:
-                return
+                break
             wait = 0.0
             self._in_flight -= 1
             error = future.exception()
@@ -130,13 +145,37 @@ class Worker:
                     # the outcome could not be stored (database down): let the broker redeliver
                     log.warning("delivery_requeued", error=f"{type(error).__name__}: {str(error)[:200]}")
                     time.sleep(0.5)
+                    self._unacked.get(message.channel, set()).discard(message.delivery_tag)
                     message.requeue()
                     continue
                 result = future.result()
                 if result.delay_seconds is not None:
                     self._delay(connection, producer, connector, message.payload, result.delay_seconds)
-                message.ack()
+                finished.append(message)
             except Exception as exc:  # the channel it came on is gone; the broker redelivers it
+                log.info("ack_lost", error=type(exc).__name__)
+        self._ack(finished)
+
+    def _ack(self, finished: list[Message]) -> None:
+        """Acks finished messages, one frame per channel where it can: an ack with multiple=True
+        covers every earlier delivery on the channel, so it is used only up to the oldest message
+        still in hand there; later ones are acked one by one."""
+        by_channel: dict[Any, list[Message]] = {}
+        for message in finished:
+            by_channel.setdefault(message.channel, []).append(message)
+        for channel, done in by_channel.items():
+            unacked = self._unacked.get(channel, set())
+            unacked.difference_update(m.delivery_tag for m in done)
+            oldest_in_hand = min(unacked, default=None)
+            done.sort(key=lambda m: m.delivery_tag)
+            covered = [m for m in done if oldest_in_hand is None or m.delivery_tag < oldest_in_hand] if self._multiple_acks else []
+            singles = done[len(covered):]
+            try:
+                if covered:
+                    covered[-1].ack(multiple=len(covered) > 1)
+                for message in singles:
+                    message.ack()
+            except Exception as exc:  # the channel it came on is gone; the broker redelivers them
                 log.info("ack_lost", error=type(exc).__name__)
 
     def _delay(self, connection: Connection, producer: Producer, connector: str, body: Any, seconds: float) -> None:

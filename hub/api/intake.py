@@ -17,10 +17,14 @@ from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
 from hub.api.bounds import bound_errors
+from hub.api.batching import IntakeBatcher
 from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep, may_submit
 from hub.api.problems import Problem, problem_responses
 from hub.api.submitting import receipt, store_submission
+from hub.config import Client
 from hub.logs import get_logger
+from hub.relay import Relay
+from hub.runtime import Runtime
 from hub.store import submissions as store
 
 log = get_logger("hub.intake")
@@ -106,6 +110,23 @@ async def submit(
     version: int | None = Query(default=None, ge=1, description="Form version; the newest when omitted"),
     idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
 ) -> JSONResponse:
+    # the common case (no query, a short key) is answered by hub.api.direct without this
+    # function's dependency solving; both end in `accept_submission`
+    return await accept_submission(request, runtime, relay, batcher, client, form_id, version, idempotency_key)
+
+
+async def accept_submission(
+    request: Request,
+    runtime: Runtime,
+    relay: Relay | None,
+    batcher: IntakeBatcher,
+    client: Client,
+    form_id: str,
+    version: int | None,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """Everything after authentication, in this order: form (404), media type (415), size (413),
+    JSON (400), bounds and schema (422), then store (409 for a reused key with another body)."""
     form = runtime.forms.get(form_id, version)
     if form is None or not may_submit(runtime, client, form_id):
         what = f"form {form_id!r}" + (f" version {version}" if version else "")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -42,3 +44,50 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def one_statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for a single statement that needs no transaction around it (a read, or a
+    write that is atomic by itself): on PostgreSQL it runs in autocommit, saving the BEGIN and
+    COMMIT round trips. SQLite keeps its usual transaction."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+        else:
+            with conn.begin():
+                yield conn
+
+
+class KeptConnection:
+    """A PostgreSQL connection one thread keeps for its single statements (in autocommit): no pool
+    checkout and no liveness ping per statement, which the worker's grouped loads and records
+    would otherwise pay on every batch. After any error it is dropped (the caller's work fails
+    and is retried as it would be with the database down), and the next use connects afresh."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[Connection]:
+        if self._conn is None:
+            conn = self.engine.connect()
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
+        try:
+            yield self._conn
+        except BaseException:
+            conn, self._conn = self._conn, None
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception:  # already broken: nothing more to release
+                pass
+            raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
+from hub.store.db import KeptConnection, one_statement
 from hub.store.tables import attempts, deliveries, outbox, submissions
 
 OPEN_STATES = ("pending", "retrying")
@@ -41,9 +42,10 @@ class DeliveryJob:
         return self.state in OPEN_STATES
 
 
-def load_many(engine: Engine, delivery_ids: Sequence[int]) -> list[DeliveryJob | None]:
-    """The deliveries with these ids, in the same order (None for an unknown id): one query."""
-    with engine.connect() as conn:
+def load_many(engine: Engine, delivery_ids: Sequence[int], kept: KeptConnection | None = None) -> list[DeliveryJob | None]:
+    """The deliveries with these ids, in the same order (None for an unknown id): one query, on
+    `kept` when given (PostgreSQL only)."""
+    with kept() if kept is not None else one_statement(engine) as conn:
         if engine.dialect.name == "postgresql":
             # an array parameter keeps the statement text fixed, so it is compiled and prepared once
             rows = conn.execute(_LOAD, {"ids": list(set(delivery_ids))}).all()
@@ -150,9 +152,12 @@ _RECORD_DELIVERED = text(
 )
 
 
-def record_delivered_many(engine: Engine, outcomes: Sequence[tuple[int, datetime, str | None]]) -> list[int | None]:
-    """Records many (delivery id, started, back-office reference) successes in one transaction;
-    returns each one's attempt number, or None where the delivery was already finished."""
+def record_delivered_many(
+    engine: Engine, outcomes: Sequence[tuple[int, datetime, str | None]], kept: KeptConnection | None = None
+) -> list[int | None]:
+    """Records many (delivery id, started, back-office reference) successes in one transaction
+    (on `kept` when given, PostgreSQL only); returns each one's attempt number, or None where the
+    delivery was already finished."""
     now = datetime.now(UTC)
     latest = {delivery_id: (started, reference) for delivery_id, started, reference in outcomes}
     if engine.dialect.name != "postgresql":
@@ -163,9 +168,10 @@ def record_delivered_many(engine: Engine, outcomes: Sequence[tuple[int, datetime
                 for d, (started, ref) in latest.items()
             }
         return _in_order(outcomes, {d: n for d, n in numbers_each.items() if n is not None})
-    # one round trip, and one fixed statement that PostgreSQL prepares once: arrays, not VALUES lists
+    # one round trip, and one fixed statement that PostgreSQL prepares once: arrays, not VALUES lists;
+    # the update and the attempts' insert are one statement, atomic without a transaction around it
     ids = list(latest)
-    with engine.begin() as conn:
+    with kept() if kept is not None else one_statement(engine) as conn:
         numbers: dict[int, int] = dict(
             conn.execute(
                 _RECORD_DELIVERED,

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
+from hub.store.db import one_statement
 from hub.store.tables import customer_links, deliveries, outbox, submissions
 from hub.store.timeline import timeline
 
@@ -92,51 +93,18 @@ def _insert_submissions(dialect: str) -> Any:
 
 
 def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted | IdempotencyConflict]:
-    """Stores many submissions in one transaction: three multi-row inserts instead of three round
-    trips each (group commit). A repeated Idempotency-Key answers with the first submission, or
+    """Stores many submissions in one transaction (group commit): on PostgreSQL one statement for
+    the whole batch, elsewhere a few multi-row inserts. A repeated Idempotency-Key answers with the first submission, or
     with an IdempotencyConflict when the body differs; results follow the batch's order."""
     now = datetime.now(UTC)
     references = [new_reference(new.reference_prefix) for new in batch]
     try:
-        with engine.begin() as conn:
-            inserted = dict(
-                conn.execute(
-                    _insert_submissions(conn.dialect.name).returning(submissions.c.reference, submissions.c.id),
-                    [
-                        {
-                            "reference": reference,
-                            "tenant": new.tenant,
-                            "client_id": new.client_id,
-                            "form_id": new.form_id,
-                            "form_version": new.form_version,
-                            "payload": new.sealed_payload,
-                            "received_at": now,
-                            "idempotency_key": new.idempotency_key,
-                            "body_sha256": new.body_sha256,
-                        }
-                        for new, reference in zip(batch, references)
-                    ],
-                ).tuples().all()
-            )
-            links = [
-                {"tenant": new.tenant, "submission_id": inserted[ref], "kind": kind, "digest": digest}
-                for new, ref in zip(batch, references) if ref in inserted for kind, digest in set(new.subject_links)
-            ]
-            if links:
-                conn.execute(insert(customer_links), links)
-            wanted = [(inserted[ref], new.tenant, c) for new, ref in zip(batch, references) if ref in inserted for c in new.connectors]
-            if wanted:
-                delivery_ids = conn.execute(
-                    insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True),
-                    [
-                        {"submission_id": sid, "tenant": tenant, "connector": c, "state": "pending", "attempts": 0, "created_at": now, "updated_at": now}
-                        for sid, tenant, c in wanted
-                    ],
-                ).scalars().all()
-                conn.execute(
-                    insert(outbox),
-                    [{"delivery_id": did, "connector": c, "available_at": now} for did, (_, _, c) in zip(delivery_ids, wanted)],
-                )
+        # on PostgreSQL the batch is one statement, atomic by itself: no BEGIN and COMMIT round trips
+        with one_statement(engine) if engine.dialect.name == "postgresql" else engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                inserted = _insert_all_postgres(conn, batch, references, now)
+            else:
+                inserted = _insert_all(conn, batch, references, now)
             results: list[Accepted | IdempotencyConflict] = []
             for new, reference in zip(batch, references):
                 if reference in inserted:
@@ -153,6 +121,116 @@ def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted | I
             except IdempotencyConflict as exc:
                 found.append(exc)
         return found
+
+
+# One statement, one round trip, whatever the batch's size: the rows travel as arrays, so the
+# text never changes and PostgreSQL prepares it once. A repeated (client, Idempotency-Key) is
+# skipped by ON CONFLICT and gets no links, deliveries or outbox rows (the join finds no id).
+_ACCEPT_MANY = text(
+    """
+    WITH incoming AS (
+        SELECT * FROM unnest(CAST(:refs AS text[]), CAST(:tenants AS text[]), CAST(:clients AS text[]),
+                             CAST(:forms AS text[]), CAST(:versions AS integer[]), CAST(:payloads AS text[]),
+                             CAST(:keys AS text[]), CAST(:digests AS text[]))
+            WITH ORDINALITY AS incoming(reference, tenant, client_id, form_id, form_version, payload,
+                                        idempotency_key, body_sha256, n)
+    ), stored AS (
+        INSERT INTO submissions (reference, tenant, client_id, form_id, form_version, payload, received_at,
+                                 idempotency_key, body_sha256)
+        SELECT reference, tenant, client_id, form_id, form_version, payload, :now, idempotency_key, body_sha256
+        FROM incoming ORDER BY n
+        ON CONFLICT (client_id, idempotency_key) DO NOTHING
+        RETURNING id, reference, tenant
+    ), linked AS (
+        INSERT INTO customer_links (tenant, submission_id, kind, digest)
+        SELECT DISTINCT stored.tenant, stored.id, link.kind, link.digest
+        FROM unnest(CAST(:link_refs AS text[]), CAST(:link_kinds AS text[]), CAST(:link_digests AS text[]))
+            AS link(reference, kind, digest)
+        JOIN stored ON stored.reference = link.reference
+    ), routed AS (
+        INSERT INTO deliveries (submission_id, tenant, connector, state, attempts, created_at, updated_at)
+        SELECT stored.id, stored.tenant, route.connector, 'pending', 0, :now, :now
+        FROM unnest(CAST(:route_refs AS text[]), CAST(:route_connectors AS text[])) WITH ORDINALITY
+            AS route(reference, connector, n)
+        JOIN stored ON stored.reference = route.reference
+        ORDER BY route.n
+        RETURNING id, connector
+    ), queued AS (
+        INSERT INTO outbox (delivery_id, connector, available_at)
+        SELECT id, connector, :now FROM routed ORDER BY id
+    )
+    SELECT reference, id FROM stored
+    """
+)
+
+
+def _insert_all_postgres(conn: Connection, batch: list[NewSubmission], references: list[str], now: datetime) -> dict[str, int]:
+    """Stores the batch in one statement; returns {reference: submission id} of those inserted."""
+    links = [(ref, kind, digest) for new, ref in zip(batch, references) for kind, digest in new.subject_links]
+    routes = [(ref, connector) for new, ref in zip(batch, references) for connector in new.connectors]
+    rows = conn.execute(
+        _ACCEPT_MANY,
+        {
+            "refs": references,
+            "tenants": [new.tenant for new in batch],
+            "clients": [new.client_id for new in batch],
+            "forms": [new.form_id for new in batch],
+            "versions": [new.form_version for new in batch],
+            "payloads": [new.sealed_payload for new in batch],
+            "keys": [new.idempotency_key for new in batch],
+            "digests": [new.body_sha256 for new in batch],
+            "link_refs": [ref for ref, _, _ in links],
+            "link_kinds": [kind for _, kind, _ in links],
+            "link_digests": [digest for _, _, digest in links],
+            "route_refs": [ref for ref, _ in routes],
+            "route_connectors": [connector for _, connector in routes],
+            "now": now,
+        },
+    ).tuples().all()
+    return dict(rows)
+
+
+def _insert_all(conn: Connection, batch: list[NewSubmission], references: list[str], now: datetime) -> dict[str, int]:
+    """Stores the batch with three multi-row inserts (SQLite); returns {reference: id} of those inserted."""
+    inserted: dict[str, int] = dict(
+        conn.execute(
+            _insert_submissions(conn.dialect.name).returning(submissions.c.reference, submissions.c.id),
+            [
+                {
+                    "reference": reference,
+                    "tenant": new.tenant,
+                    "client_id": new.client_id,
+                    "form_id": new.form_id,
+                    "form_version": new.form_version,
+                    "payload": new.sealed_payload,
+                    "received_at": now,
+                    "idempotency_key": new.idempotency_key,
+                    "body_sha256": new.body_sha256,
+                }
+                for new, reference in zip(batch, references)
+            ],
+        ).tuples().all()
+    )
+    links = [
+        {"tenant": new.tenant, "submission_id": inserted[ref], "kind": kind, "digest": digest}
+        for new, ref in zip(batch, references) if ref in inserted for kind, digest in set(new.subject_links)
+    ]
+    if links:
+        conn.execute(insert(customer_links), links)
+    wanted = [(inserted[ref], new.tenant, c) for new, ref in zip(batch, references) if ref in inserted for c in new.connectors]
+    if wanted:
+        delivery_ids = conn.execute(
+            insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True),
+            [
+                {"submission_id": sid, "tenant": tenant, "connector": c, "state": "pending", "attempts": 0, "created_at": now, "updated_at": now}
+                for sid, tenant, c in wanted
+            ],
+        ).scalars().all()
+        conn.execute(
+            insert(outbox),
+            [{"delivery_id": did, "connector": c, "available_at": now} for did, (_, _, c) in zip(delivery_ids, wanted)],
+        )
+    return inserted
 
 
 def _earlier(conn: Connection, new: NewSubmission) -> Accepted | IdempotencyConflict:

