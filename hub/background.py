@@ -4,9 +4,12 @@ so many seconds on its own thread; one failing run is logged and the next run st
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
 
 from hub import retention
 from hub.logs import get_logger
@@ -51,10 +54,38 @@ class Periodic:
             stop.wait(job.interval_seconds)
 
 
+def one_at_a_time(engine: Engine, name: str, run: Callable[[], object]) -> Callable[[], bool]:
+    """`run`, but on PostgreSQL only while no other process runs the job of this name (an
+    advisory lock): with several workers a back office is polled, and payloads purged, once
+    per interval, not once per worker. Returns whether it ran; SQLite has one process anyway."""
+    key = int.from_bytes(hashlib.sha256(f"hub-job:{name}".encode()).digest()[:8], "big", signed=True)
+
+    def exclusive() -> bool:
+        if engine.dialect.name != "postgresql":
+            run()
+            return True
+        with engine.connect() as conn:
+            locked = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+            conn.commit()  # the lock belongs to the session: no transaction is held open meanwhile
+            if not locked:
+                return False
+            try:
+                run()
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+        return True
+
+    return exclusive
+
+
 def jobs(runtime: Runtime) -> list[Job]:
     """Every periodic job a worker process runs. Each feature adds its own line here."""
     found: list[Job] = []
-    found.append(Job("retention", runtime.settings.retention_interval_seconds, lambda: retention.scheduled(runtime)))
-    found.append(Job("status-poll", StatusPoller.tick(runtime), StatusPoller(runtime).run))
+    engine = runtime.engine
+    purge = one_at_a_time(engine, "retention", lambda: retention.scheduled(runtime))
+    found.append(Job("retention", runtime.settings.retention_interval_seconds, purge))
+    found.append(Job("status-poll", StatusPoller.tick(runtime), one_at_a_time(engine, "status-poll", StatusPoller(runtime).run)))
+    # webhook senders need no lock: each claims its events with SKIP LOCKED
     found.append(Job("webhooks", WebhookSender.TICK_SECONDS, WebhookSender(runtime).run))
     return found
