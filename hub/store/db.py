@@ -30,7 +30,11 @@ def make_engine(url: str) -> Engine:
         pool_size=20,
         max_overflow=20,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 5},
+        # Plan every statement for the tables as they are now. psycopg prepares a statement after
+        # five runs, and PostgreSQL would then keep one generic plan made when the tables were
+        # small: a worker started on a new database read deliveries by whole-table scans for as
+        # long as it ran (3.6 ms a load at 10,000 rows, against 0.06 ms by index).
+        connect_args={"connect_timeout": 5, "options": "-c plan_cache_mode=force_custom_plan"},
     )
 
 

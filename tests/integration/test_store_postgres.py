@@ -10,9 +10,10 @@ from itertools import count
 import pytest
 from sqlalchemy import Engine, func, inspect, select
 
+from hub.store import deliveries as deliveries_store
 from hub.store import outbox
 from hub.store import submissions as store
-from hub.store.db import make_engine
+from hub.store.db import KeptConnection, make_engine
 from hub.store.migrate import upgrade
 from hub.store.tables import deliveries, outbox as outbox_table, submissions
 from tests.support.servers import PostgresServer
@@ -121,3 +122,28 @@ def test_a_group_commit_answers_repeated_idempotency_keys_with_the_first_submiss
     assert isinstance(results[3], store.IdempotencyConflict) and results[3].reference == first.reference
     assert isinstance(results[4], store.Accepted) and results[4].created
     assert counts(engine) == (3, 6, 6)
+
+
+def _sequential_scans(engine: Engine, kept: KeptConnection) -> int:
+    with kept() as conn:  # the kept session's counters reach the shared statistics now, not within a second
+        conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'deliveries'").scalar_one()
+
+
+def test_a_worker_that_started_on_empty_tables_still_finds_deliveries_by_index_once_they_fill(engine: Engine) -> None:
+    # psycopg prepares a statement after 5 runs; PostgreSQL then settles on a generic plan made
+    # for the tables as they were. A worker started on a new database kept reading every delivery by a
+    # whole-table scan: 3.6 ms a load at 10,000 rows in the benchmark, against 0.06 ms by index.
+    kept = KeptConnection(engine)
+    for _ in range(15):  # prepared by psycopg after 5; PostgreSQL settles on one plan after 5 more
+        assert deliveries_store.load_many(engine, [1, 2], kept) == [None, None]
+    assert len(store.accept_many(engine, [new() for _ in range(5000)])) == 5000
+    with engine.connect() as conn:
+        delivery_ids = list(conn.execute(select(deliveries.c.id).order_by(deliveries.c.id)).scalars())
+    before = _sequential_scans(engine, kept)
+    for start in range(0, 200, 10):
+        jobs = deliveries_store.load_many(engine, delivery_ids[start:start + 10], kept)
+        assert [job.delivery_id for job in jobs if job is not None] == delivery_ids[start:start + 10]
+    assert _sequential_scans(engine, kept) == before
+    kept.close()
