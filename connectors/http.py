@@ -43,7 +43,13 @@ def call(name: str, timeout_seconds: float, send: Callable[[], httpx.Response], 
 
 
 def redirect_reason(response: httpx.Response) -> str:
-    target = response.next_request.url.host if response.next_request is not None else "an unreadable location"
+    if response.next_request is not None:  # the httpx client worked out where it pointed
+        target = response.next_request.url.host
+    else:  # a reply from `WireTransport.exchange`, given the request it answered
+        try:
+            target = response.request.url.join(response.headers["location"]).host or "an unreadable location"
+        except (KeyError, RuntimeError, httpx.InvalidURL):
+            target = "an unreadable location"
     return f"the back office answered with a redirect to {target}, which the hub does not follow"
 
 

@@ -17,6 +17,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 
 import httpx
 
@@ -85,23 +86,35 @@ class WireTransport(httpx.BaseTransport):
         url = request.url
         if url.scheme not in _DEFAULT_PORTS:
             raise OutboundRefused(f"connectors call only http(s) URLs, not {url.scheme}")
-        port = url.port or _DEFAULT_PORTS[url.scheme]
-        # the resolved addresses are checked as each connection is made
-        check_host(url.host, port, self.outbound, resolve=False)
-        timeouts = request.extensions.get("timeout", {})
-        origin = (url.scheme, url.host, port)
-        conn = self._take(origin) or _PinnedConnection(url.scheme, url.host, port, timeouts.get("connect"), self._tls_context() if url.scheme == "https" else None)
+        headers = [(name, value) for name, value in request.headers.raw if name.lower() != b"transfer-encoding"]
         body = request.read()
+        if body and b"content-length" not in {name.lower() for name, _ in headers}:
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        origin = (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
+        return self.exchange(origin, request.method, url.raw_path.decode("ascii"), headers, body, request.extensions.get("timeout", {}))
+
+    def exchange(
+        self,
+        origin: tuple[str, str, int],
+        method: str,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: Mapping[str, float | None],
+    ) -> httpx.Response:
+        """One request on a kept (or new) connection to `origin` (scheme, host, port), its
+        headers sent as given (Host and Content-Length included): the REST connector calls this
+        directly with what it prepared once, skipping the httpx client's work per request."""
+        # the resolved addresses are checked as each connection is made
+        check_host(origin[1], origin[2], self.outbound, resolve=False)
+        conn = self._take(origin) or _PinnedConnection(*origin, timeouts.get("connect"), self._tls_context() if origin[0] == "https" else None)
         try:
             if conn.sock is None:
                 conn.connect()
             conn.sock.settimeout(timeouts.get("write"))
-            conn.putrequest(request.method, url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True)
-            for name, value in request.headers.raw:
-                if name.lower() != b"transfer-encoding":
-                    conn.putheader(name, value)
-            if body and b"content-length" not in {name.lower() for name, _ in request.headers.raw}:
-                conn.putheader(b"Content-Length", str(len(body)).encode())
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            for name, value in headers:
+                conn.putheader(name, value)
             conn.endheaders(body or None)
         except httpx.TransportError:
             conn.close()

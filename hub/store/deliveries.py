@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
-from hub.store.db import KeptConnection, one_statement
+from hub.store.db import KeptConnection, one_statement, replanned
 from hub.store.tables import attempts, deliveries, outbox, submissions
 
 OPEN_STATES = ("pending", "retrying")
@@ -47,11 +47,11 @@ def load_many(engine: Engine, delivery_ids: Sequence[int], kept: KeptConnection 
     `kept` when given (PostgreSQL only)."""
     with kept() if kept is not None else one_statement(engine) as conn:
         if engine.dialect.name == "postgresql":
-            # an array parameter keeps the statement text fixed, so it is compiled and prepared once
-            rows = conn.execute(_LOAD, {"ids": list(set(delivery_ids))}).all()
+            # straight to psycopg, as the text needs no compiling (half the client's CPU per batch)
+            rows = replanned(conn, _LOAD, {"ids": list(set(delivery_ids))}).fetchall()
         else:
             rows = conn.execute(_job_query().where(deliveries.c.id.in_(set(delivery_ids)))).all()
-    found = {row.delivery_id: DeliveryJob(**row._asdict()) for row in rows}
+    found = {row[0]: DeliveryJob(*row) for row in rows}
     return [found.get(delivery_id) for delivery_id in delivery_ids]
 
 
@@ -124,32 +124,29 @@ def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, ext
         )
 
 
-_LOAD = text(
-    """
+# psycopg's own statements (its %(name)s parameters), in DeliveryJob's field order
+_LOAD = """
     SELECT d.id AS delivery_id, d.connector, d.state, d.attempts, d.attempts_base, d.next_attempt_at,
            s.reference, s.tenant, s.client_id, s.form_id, s.form_version, s.payload, s.received_at
     FROM deliveries d JOIN submissions s ON s.id = d.submission_id
-    WHERE d.id = ANY(:ids)
+    WHERE d.id = ANY(%(ids)s)
     """
-)
 
-_RECORD_DELIVERED = text(
-    """
+_RECORD_DELIVERED = """
     WITH done AS (
-        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:refs AS text[]), CAST(:started AS timestamptz[]))
+        SELECT * FROM unnest(CAST(%(ids)s AS bigint[]), CAST(%(refs)s AS text[]), CAST(%(started)s AS timestamptz[]))
             AS done(id, ref, started)
     ), moved AS (
         UPDATE deliveries SET state = 'delivered', external_reference = done.ref, next_attempt_at = NULL,
-               attempts = deliveries.attempts + 1, updated_at = :now
+               attempts = deliveries.attempts + 1, updated_at = %(now)s
         FROM done
         WHERE deliveries.id = done.id AND deliveries.state IN ('pending', 'retrying')
         RETURNING deliveries.id, deliveries.tenant, deliveries.attempts, done.started
     )
     INSERT INTO delivery_attempts (delivery_id, tenant, number, started_at, finished_at, outcome, error)
-    SELECT id, tenant, attempts, started, :now, 'delivered', NULL FROM moved
+    SELECT id, tenant, attempts, started, %(now)s, 'delivered', NULL FROM moved
     RETURNING delivery_id, number
     """
-)
 
 
 def record_delivered_many(
@@ -168,12 +165,13 @@ def record_delivered_many(
                 for d, (started, ref) in latest.items()
             }
         return _in_order(outcomes, {d: n for d, n in numbers_each.items() if n is not None})
-    # one round trip, and one fixed statement that PostgreSQL prepares once: arrays, not VALUES lists;
+    # one round trip and one fixed statement text: arrays, not VALUES lists;
     # the update and the attempts' insert are one statement, atomic without a transaction around it
     ids = list(latest)
     with kept() if kept is not None else one_statement(engine) as conn:
         numbers: dict[int, int] = dict(
-            conn.execute(
+            replanned(
+                conn,
                 _RECORD_DELIVERED,
                 {
                     "ids": ids,
@@ -181,7 +179,7 @@ def record_delivered_many(
                     "started": [latest[d][0] for d in ids],
                     "now": now,
                 },
-            ).tuples().all()
+            ).fetchall()
         )
     return _in_order(outcomes, numbers)
 

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import Connection, delete, func, select
 
+from hub.store.db import replanned
 from hub.store.tables import outbox
 
 
@@ -23,18 +24,19 @@ class OutboxRow:
 
 
 # on PostgreSQL, fixed statements with array parameters: compiled and prepared once, not per batch
-_CLAIM = text(
-    "SELECT id, delivery_id, connector FROM outbox WHERE available_at <= :now AND connector = ANY(:connectors) "
-    "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+# planned afresh each time (db.replanned): the outbox swings from empty to a backlog of 100,000
+_CLAIM = (
+    "SELECT id, delivery_id, connector FROM outbox WHERE available_at <= %(now)s AND connector = ANY(%(connectors)s) "
+    "ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
 )
-_REMOVE = text("DELETE FROM outbox WHERE id = ANY(:ids)")
+_REMOVE = "DELETE FROM outbox WHERE id = ANY(%(ids)s)"
 
 
 def claim_due(conn: Connection, limit: int, connectors: Sequence[str]) -> list[OutboxRow]:
     """Due rows of configured connectors; a removed connector's rows stay for an operator."""
     if conn.dialect.name == "postgresql":
-        found = conn.execute(_CLAIM, {"now": datetime.now(UTC), "connectors": list(connectors), "limit": limit}).all()
-        return [OutboxRow(r.id, r.delivery_id, r.connector) for r in found]
+        found = replanned(conn, _CLAIM, {"now": datetime.now(UTC), "connectors": list(connectors), "limit": limit})
+        return [OutboxRow(*row) for row in found.fetchall()]
     rows = conn.execute(
         select(outbox.c.id, outbox.c.delivery_id, outbox.c.connector)
         .where(outbox.c.available_at <= datetime.now(UTC), outbox.c.connector.in_(connectors))
@@ -49,7 +51,7 @@ def remove(conn: Connection, ids: Sequence[int]) -> None:
     if not ids:
         return
     if conn.dialect.name == "postgresql":
-        conn.execute(_REMOVE, {"ids": list(ids)})
+        replanned(conn, _REMOVE, {"ids": list(ids)})
     else:
         conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
 

@@ -186,8 +186,8 @@ def _insert_all_postgres(conn: Connection, batch: list[NewSubmission], reference
             "route_connectors": [connector for _, connector in routes],
             "now": now,
         },
-    ).tuples().all()
-    return dict(rows)
+    ).all()
+    return {reference: submission_id for reference, submission_id in rows}
 
 
 def _insert_all(conn: Connection, batch: list[NewSubmission], references: list[str], now: datetime) -> dict[str, int]:
