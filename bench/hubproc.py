@@ -134,10 +134,6 @@ class HubStack:
             groups.append(Group("hub workers", [p.pid for p in self.workers]))
         return groups
 
-    def queue_depth(self) -> int:
-        info = queue_info(self.broker_url, self.queue)
-        return info[0] if info else 0
-
     def counts(self) -> dict[str, int]:
         """Submissions, deliveries by state, and outbox rows, straight from PostgreSQL."""
         import psycopg

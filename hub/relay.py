@@ -23,6 +23,19 @@ log = get_logger("hub.relay")
 COALESCE_SECONDS = 0.01
 
 
+def messages(rows: list[outbox.OutboxRow], per_message: int) -> list[tuple[str, bytes]]:
+    """(routing key, body) of the messages carrying these rows: each connector's deliveries in
+    claim order, up to `per_message` to a message, as `{"delivery_ids": [...], "connector": ...}`."""
+    by_connector: dict[str, list[int]] = {}
+    for row in rows:
+        by_connector.setdefault(row.connector, []).append(row.delivery_id)
+    return [
+        (connector, orjson.dumps({"delivery_ids": ids[start:start + per_message], "connector": connector}))
+        for connector, ids in by_connector.items()
+        for start in range(0, len(ids), per_message)
+    ]
+
+
 class Relay:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -81,10 +94,8 @@ class Relay:
             if not rows:
                 return 0
             publisher = self._ensure_publisher()
-            publisher.publish_many(
-                [(row.connector, orjson.dumps({"delivery_id": row.delivery_id, "connector": row.connector})) for row in rows],
-                self.runtime.topology.exchange.name,
-            )
+            publisher.publish_many(messages(rows, self.runtime.settings.relay_deliveries_per_message),
+                                   self.runtime.topology.exchange.name)
             for row in rows:
                 metrics.PUBLISHED.labels(row.connector).inc()
             # rows go only after every publish above was confirmed; a crash before this line

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     broker_connect_timeout: float = Field(default=5.0, gt=0)
 
     relay_batch: int = Field(default=500, gt=0)
+    # deliveries for one connector that share a message: fewer messages for the broker to store,
+    # and for the relay and workers to frame and acknowledge (1: one message per delivery)
+    relay_deliveries_per_message: int = Field(default=10, gt=0, le=100)
     relay_sweep_seconds: float = Field(default=1.0, gt=0)
     worker_prefetch: int = Field(default=16, gt=0)
 

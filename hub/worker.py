@@ -1,5 +1,5 @@
-"""The worker: consumes each connector's queue and hands every message to the delivery handler,
-acknowledging it only after the outcome is committed.
+"""The worker: consumes each connector's queue and hands every delivery a message carries to the
+delivery handler, acknowledging the message only after every one's outcome is committed.
 
 Each connector has its own channel, prefetch and pool of sending threads, so one slow back office
 never holds up another. Only the consuming thread talks to the broker (a kombu connection is not
@@ -32,6 +32,28 @@ SETTLE_SECONDS = 0.002
 IDLE_SECONDS = 0.05
 
 
+def delivery_ids(body: Any) -> list[int]:
+    """The deliveries a message carries: the relay's `{"delivery_ids": [...]}`, or one
+    `{"delivery_id": n}` (a retry back from a delay queue, or a message split after dead-lettering)."""
+    if "delivery_ids" in body:
+        return [int(delivery_id) for delivery_id in body["delivery_ids"]]
+    return [int(body["delivery_id"])]
+
+
+class _Held:
+    """A message in hand: how many of its deliveries are not settled yet, and whether any of
+    them could not be recorded (then the whole message goes back to the queue)."""
+
+    __slots__ = ("message", "connector", "unsettled", "failed", "lost")
+
+    def __init__(self, message: Message, connector: str, unsettled: int) -> None:
+        self.message = message
+        self.connector = connector
+        self.unsettled = unsettled
+        self.failed = False
+        self.lost = False
+
+
 class Worker:
     def __init__(self, runtime: Runtime, connectors: list[str] | None = None, concurrency: int = 4) -> None:
         self.runtime = runtime
@@ -41,12 +63,13 @@ class Worker:
             raise ValueError(f"unknown connector(s) {', '.join(unknown)}; configured: {', '.join(runtime.connector_names())}")
         self.concurrency = concurrency
         self.handler = DeliveryHandler(runtime)
-        self._done: queue.Queue[tuple[Message, str, Future[Result]]] = queue.Queue()
+        self._done: queue.Queue[tuple[_Held, int, Future[Result]]] = queue.Queue()
         self._in_flight = 0
         # delivery tags received and not yet settled, per channel (the consuming thread's own)
         self._unacked: dict[Any, set[int]] = {}
         self._multiple_acks = False
         self._declared_delays: set[str] = set()
+        self._producer: Any = None
 
     def handle(self, delivery_id: int) -> str:
         """Processes one delivery outside the consuming loop (tests, tools); returns what happened."""
@@ -59,10 +82,10 @@ class Worker:
         """Consumes until `stop` is set, reconnecting to the broker whenever it goes away."""
         pause = 0.5
         with ExitStack() as stack:
-            pools = {
-                c: stack.enter_context(ThreadPoolExecutor(self._budget(c), thread_name_prefix=f"hub-send-{c}"))
-                for c in self.connectors
-            }
+            pools = {c: ThreadPoolExecutor(self._budget(c), thread_name_prefix=f"hub-send-{c}") for c in self.connectors}
+            for pool in pools.values():
+                # deliveries not started by then belong to messages the broker redelivers
+                stack.callback(pool.shutdown, wait=True, cancel_futures=True)
             while not stop.is_set():
                 try:
                     self._consume(pools, stop, grace_seconds)
@@ -81,7 +104,7 @@ class Worker:
             self._multiple_acks = connection.transport.driver_type == "amqp"
             connection.ensure_connection(max_retries=topology.hosts())
             topology.declare(connection, self.connectors)
-            producer = Producer(connection.channel())
+            producer = self._producer = Producer(connection.channel())
             consumers = []
             for connector in self.connectors:
                 channel = connection.channel()
@@ -117,41 +140,77 @@ class Worker:
 
     def _on_message(self, pool: ThreadPoolExecutor, connector: str, kind: str) -> Callable[[Any, Message], None]:
         def on_message(body: Any, message: Message) -> None:
-            self._in_flight += 1
+            ids = delivery_ids(body)
             self._unacked.setdefault(message.channel, set()).add(message.delivery_tag)
-            delivery_id = int(body["delivery_id"])
-            if kind == "dead":
-                future = pool.submit(self.handler.park_dead_letter, delivery_id)
-            else:
-                future = pool.submit(self.handler.handle, delivery_id)
-            future.add_done_callback(lambda f: self._done.put((message, connector, f)))
+            if kind == "dead" and len(ids) > 1:
+                self._split(message, connector, ids)
+                return
+            held = _Held(message, connector, len(ids))
+            handle = self.handler.park_dead_letter if kind == "dead" else self.handler.handle
+            for delivery_id in ids:
+                self._in_flight += 1
+                future = pool.submit(handle, delivery_id)
+                future.add_done_callback(lambda f, d=delivery_id: self._done.put((held, d, f)))
 
         return on_message
 
+    def _split(self, message: Message, connector: str, ids: list[int]) -> None:
+        """A dead-lettered message carrying several deliveries: workers kept stopping while one of
+        them was in hand, but which one is unknown. Each goes back to the work queue in a message
+        of its own, so only the one that keeps stopping workers is parked by the delivery limit."""
+        topology = self.runtime.topology
+        try:
+            for delivery_id in ids:
+                self._producer.publish({"delivery_id": delivery_id, "connector": connector}, exchange=topology.exchange.name,
+                                       routing_key=connector, serializer="json", delivery_mode=2, retry=False)
+            self._unacked.get(message.channel, set()).discard(message.delivery_tag)
+            message.ack()
+        except Exception as exc:  # the channel is gone; the broker redelivers the dead-lettered message
+            log.info("ack_lost", error=type(exc).__name__)
+            return
+        log.warning("dead_letter_split", connector=connector, deliveries=len(ids))
+
     def _settle(self, connection: Connection, producer: Producer, wait: float = 0.0) -> None:
-        """Acks finished messages (their outcome is committed), first moving a waiting retry into
-        its delay queue; a message whose outcome could not be stored goes back to the queue."""
+        """Acks messages whose deliveries are all settled (their outcomes are committed), first
+        moving a waiting retry into its delay queue; a message with a delivery whose outcome could
+        not be stored goes back to the queue (its settled deliveries are skipped when it returns)."""
         finished: list[Message] = []
+        requeue: list[_Held] = []
         while True:
             try:
-                message, connector, future = self._done.get(timeout=wait) if wait else self._done.get_nowait()
+                held, delivery_id, future = self._done.get(timeout=wait) if wait else self._done.get_nowait()
             except queue.Empty:
                 break
             wait = 0.0
             self._in_flight -= 1
-            error = future.exception()
-            try:
+            held.unsettled -= 1
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled() or error is not None:
                 if error is not None:
                     # the outcome could not be stored (database down): let the broker redeliver
                     log.warning("delivery_requeued", error=f"{type(error).__name__}: {str(error)[:200]}")
-                    time.sleep(0.5)
-                    self._unacked.get(message.channel, set()).discard(message.delivery_tag)
-                    message.requeue()
-                    continue
+                held.failed = True
+            elif not held.lost:
                 result = future.result()
                 if result.delay_seconds is not None:
-                    self._delay(connection, producer, connector, message.payload, result.delay_seconds)
-                finished.append(message)
+                    try:
+                        self._delay(connection, producer, held.connector, {"delivery_id": delivery_id, "connector": held.connector},
+                                    result.delay_seconds)
+                    except Exception as exc:  # the channel it came on is gone; the broker redelivers it
+                        log.info("ack_lost", error=type(exc).__name__)
+                        held.lost = True
+            if held.unsettled:
+                continue
+            if held.failed and not held.lost:
+                requeue.append(held)
+            elif not held.lost:
+                finished.append(held.message)
+        if requeue:
+            time.sleep(0.5)
+        for held in requeue:
+            self._unacked.get(held.message.channel, set()).discard(held.message.delivery_tag)
+            try:
+                held.message.requeue()
             except Exception as exc:  # the channel it came on is gone; the broker redelivers it
                 log.info("ack_lost", error=type(exc).__name__)
         self._ack(finished)

@@ -6,14 +6,15 @@ so a redelivered message for a finished delivery changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from hub.store.db import KeptConnection, one_statement, replanned
+from hub.store.db import KeptConnection, driver, one_statement
 from hub.store.tables import attempts, deliveries, outbox, submissions
 
 OPEN_STATES = ("pending", "retrying")
@@ -42,13 +43,32 @@ class DeliveryJob:
         return self.state in OPEN_STATES
 
 
+@contextmanager
+def _grouped(engine: Engine, kept: KeptConnection | None) -> Iterator[Connection]:
+    """The connection for a grouped load or record: `kept`, or on PostgreSQL one set up the same
+    way for this call (its scans off: see KeptConnection)."""
+    if kept is None and engine.dialect.name == "postgresql":
+        kept = KeptConnection(engine)
+        try:
+            with kept() as conn:
+                yield conn
+        finally:
+            kept.close()
+    elif kept is not None:
+        with kept() as conn:
+            yield conn
+    else:
+        with one_statement(engine) as conn:
+            yield conn
+
+
 def load_many(engine: Engine, delivery_ids: Sequence[int], kept: KeptConnection | None = None) -> list[DeliveryJob | None]:
     """The deliveries with these ids, in the same order (None for an unknown id): one query, on
-    `kept` when given (PostgreSQL only)."""
-    with kept() if kept is not None else one_statement(engine) as conn:
+    `kept` when given (PostgreSQL only; without it, on a connection kept for this call)."""
+    with _grouped(engine, kept) as conn:
         if engine.dialect.name == "postgresql":
             # straight to psycopg, as the text needs no compiling (half the client's CPU per batch)
-            rows = replanned(conn, _LOAD, {"ids": list(set(delivery_ids))}).fetchall()
+            rows = driver(conn).execute(_LOAD, {"ids": list(set(delivery_ids))}).fetchall()
         else:
             rows = conn.execute(_job_query().where(deliveries.c.id.in_(set(delivery_ids)))).all()
     found = {row[0]: DeliveryJob(*row) for row in rows}
@@ -140,7 +160,8 @@ _RECORD_DELIVERED = """
         UPDATE deliveries SET state = 'delivered', external_reference = done.ref, next_attempt_at = NULL,
                attempts = deliveries.attempts + 1, updated_at = %(now)s
         FROM done
-        WHERE deliveries.id = done.id AND deliveries.state IN ('pending', 'retrying')
+        -- IS TRUE keeps the planner off the (connector, state) index, whatever the table's size
+        WHERE deliveries.id = done.id AND (deliveries.state IN ('pending', 'retrying')) IS TRUE
         RETURNING deliveries.id, deliveries.tenant, deliveries.attempts, done.started
     )
     INSERT INTO delivery_attempts (delivery_id, tenant, number, started_at, finished_at, outcome, error)
@@ -168,10 +189,9 @@ def record_delivered_many(
     # one round trip and one fixed statement text: arrays, not VALUES lists;
     # the update and the attempts' insert are one statement, atomic without a transaction around it
     ids = list(latest)
-    with kept() if kept is not None else one_statement(engine) as conn:
+    with _grouped(engine, kept) as conn:
         numbers: dict[int, int] = dict(
-            replanned(
-                conn,
+            driver(conn).execute(
                 _RECORD_DELIVERED,
                 {
                     "ids": ids,

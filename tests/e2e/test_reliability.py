@@ -75,3 +75,27 @@ def test_a_delivery_that_keeps_killing_workers_is_parked_by_the_delivery_limit(s
     assert delivery["state"] == "parked"
     assert "broker delivery limit" in delivery["last_error"]
     assert stack.crm.stats()["requests"] == 2
+
+
+def test_a_dead_lettered_message_of_several_deliveries_is_split_so_none_is_parked_for_another(stack: HubProcesses) -> None:
+    stack.env["HUB_DELIVERY_LIMIT"] = "1"
+    # three submissions stored while the relay cannot reach the broker, so that they leave in one message
+    broker_url, stack.env["HUB_BROKER_URL"] = stack.env["HUB_BROKER_URL"], "amqp://guest:guest@127.0.0.1:9//"
+    stack.start_api("api-offline")
+    references = [submit(stack) for _ in range(3)]
+    stack.kill("api-offline")
+    stack.api_urls.pop(0)
+    stack.env["HUB_BROKER_URL"] = broker_url
+    stack.crm.arm(FailurePlan(count=100, mode="hang", seconds=60))
+    stack.start_api()
+    for attempt in (1, 2):  # workers die with all three in hand, twice: the broker dead-letters the message
+        stack.start_worker(f"worker-{attempt}")
+        wait_for(lambda: stack.crm.stats()["requests"] == 3 * attempt, what=f"requests of round {attempt}")
+        stack.kill(f"worker-{attempt}")
+    stack.crm.arm(FailurePlan(count=0))
+    stack.start_worker("worker-3")
+    settled = stack.wait_settled(references, timeout=60)
+    # which of the three stopped the workers is unknown: each went back alone, and each was delivered
+    assert [d["state"] for reference in references for d in settled[reference]["deliveries"]] == ["delivered"] * 3
+    assert '"dead_letter_split"' in stack.log("worker-3")
+    assert stack.crm.stats()["cases"] == 3
