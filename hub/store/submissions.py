@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text
+import orjson
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -123,71 +124,60 @@ def accept_many(engine: Engine, batch: list[NewSubmission]) -> list[Accepted | I
         return found
 
 
-# One statement, one round trip, whatever the batch's size: the rows travel as arrays, so the
-# text never changes and PostgreSQL prepares it once. A repeated (client, Idempotency-Key) is
-# skipped by ON CONFLICT and gets no links, deliveries or outbox rows (the join finds no id).
-_ACCEPT_MANY = text(
-    """
+# One statement, one round trip, whatever the batch's size: the rows travel as three JSON
+# documents (orjson writes them in microseconds, where psycopg's array dumping of a batch of 1 KB
+# payloads took 7 % of the API's CPU), so the text never changes and PostgreSQL prepares it once.
+# A repeated (client, Idempotency-Key) is skipped by ON CONFLICT and gets no links, deliveries
+# or outbox rows (the join finds no id).
+_ACCEPT_MANY = """
     WITH incoming AS (
-        SELECT * FROM unnest(CAST(:refs AS text[]), CAST(:tenants AS text[]), CAST(:clients AS text[]),
-                             CAST(:forms AS text[]), CAST(:versions AS integer[]), CAST(:payloads AS text[]),
-                             CAST(:keys AS text[]), CAST(:digests AS text[]))
-            WITH ORDINALITY AS incoming(reference, tenant, client_id, form_id, form_version, payload,
-                                        idempotency_key, body_sha256, n)
+        SELECT * FROM json_to_recordset(CAST(%(rows)s AS json))
+            AS incoming(reference text, tenant text, client_id text, form_id text, form_version integer,
+                        payload text, idempotency_key text, body_sha256 text, n integer)
     ), stored AS (
         INSERT INTO submissions (reference, tenant, client_id, form_id, form_version, payload, received_at,
                                  idempotency_key, body_sha256)
-        SELECT reference, tenant, client_id, form_id, form_version, payload, :now, idempotency_key, body_sha256
+        SELECT reference, tenant, client_id, form_id, form_version, payload, %(now)s, idempotency_key, body_sha256
         FROM incoming ORDER BY n
         ON CONFLICT (client_id, idempotency_key) DO NOTHING
         RETURNING id, reference, tenant
     ), linked AS (
         INSERT INTO customer_links (tenant, submission_id, kind, digest)
         SELECT DISTINCT stored.tenant, stored.id, link.kind, link.digest
-        FROM unnest(CAST(:link_refs AS text[]), CAST(:link_kinds AS text[]), CAST(:link_digests AS text[]))
-            AS link(reference, kind, digest)
+        FROM json_to_recordset(CAST(%(links)s AS json)) AS link(reference text, kind text, digest text)
         JOIN stored ON stored.reference = link.reference
     ), routed AS (
         INSERT INTO deliveries (submission_id, tenant, connector, state, attempts, created_at, updated_at)
-        SELECT stored.id, stored.tenant, route.connector, 'pending', 0, :now, :now
-        FROM unnest(CAST(:route_refs AS text[]), CAST(:route_connectors AS text[])) WITH ORDINALITY
-            AS route(reference, connector, n)
+        SELECT stored.id, stored.tenant, route.connector, 'pending', 0, %(now)s, %(now)s
+        FROM json_to_recordset(CAST(%(routes)s AS json)) AS route(reference text, connector text, n integer)
         JOIN stored ON stored.reference = route.reference
         ORDER BY route.n
         RETURNING id, connector
     ), queued AS (
         INSERT INTO outbox (delivery_id, connector, available_at)
-        SELECT id, connector, :now FROM routed ORDER BY id
+        SELECT id, connector, %(now)s FROM routed ORDER BY id
     )
     SELECT reference, id FROM stored
     """
-)
 
 
 def _insert_all_postgres(conn: Connection, batch: list[NewSubmission], references: list[str], now: datetime) -> dict[str, int]:
     """Stores the batch in one statement; returns {reference: submission id} of those inserted."""
-    links = [(ref, kind, digest) for new, ref in zip(batch, references) for kind, digest in new.subject_links]
-    routes = [(ref, connector) for new, ref in zip(batch, references) for connector in new.connectors]
-    rows = conn.execute(
+    rows = [
+        {"reference": ref, "tenant": new.tenant, "client_id": new.client_id, "form_id": new.form_id,
+         "form_version": new.form_version, "payload": new.sealed_payload, "idempotency_key": new.idempotency_key,
+         "body_sha256": new.body_sha256, "n": n}
+        for n, (new, ref) in enumerate(zip(batch, references))
+    ]
+    links = [{"reference": ref, "kind": kind, "digest": digest} for new, ref in zip(batch, references) for kind, digest in new.subject_links]
+    routes = [{"reference": ref, "connector": connector, "n": n}
+              for n, (ref, connector) in enumerate((ref, c) for new, ref in zip(batch, references) for c in new.connectors)]
+    # exec_driver_sql: no compiling, and a failure still arrives as SQLAlchemy's (a 503 when the database is down)
+    found = conn.exec_driver_sql(
         _ACCEPT_MANY,
-        {
-            "refs": references,
-            "tenants": [new.tenant for new in batch],
-            "clients": [new.client_id for new in batch],
-            "forms": [new.form_id for new in batch],
-            "versions": [new.form_version for new in batch],
-            "payloads": [new.sealed_payload for new in batch],
-            "keys": [new.idempotency_key for new in batch],
-            "digests": [new.body_sha256 for new in batch],
-            "link_refs": [ref for ref, _, _ in links],
-            "link_kinds": [kind for _, kind, _ in links],
-            "link_digests": [digest for _, _, digest in links],
-            "route_refs": [ref for ref, _ in routes],
-            "route_connectors": [connector for _, connector in routes],
-            "now": now,
-        },
-    ).all()
-    return {reference: submission_id for reference, submission_id in rows}
+        {"rows": orjson.dumps(rows).decode(), "links": orjson.dumps(links).decode(), "routes": orjson.dumps(routes).decode(), "now": now},
+    ).fetchall()
+    return {reference: submission_id for reference, submission_id in found}
 
 
 def _insert_all(conn: Connection, batch: list[NewSubmission], references: list[str], now: datetime) -> dict[str, int]:
