@@ -1,6 +1,7 @@
 """A lean httpx transport for connectors that read every reply whole (the REST connector): the
-same gate as `http.GuardedTransport` over the standard library's HTTP/1.1 client, at a fraction
-of httpcore's and h11's cost per request (measured: about 60 µs against 250 µs).
+same gate as `http.GuardedTransport`, writing HTTP/1.1 itself and reading replies with httptools
+(the C parser uvicorn uses), at a fraction of httpcore's and h11's cost per request (measured on
+loopback: about 13 µs of CPU, against 94 µs through `http.client` and 250 µs through httpcore).
 
 The gate is unchanged: only http(s), the allow-list checked before every request, each new
 connection made only to addresses `safe_addresses` has just checked (so a DNS answer that
@@ -11,7 +12,7 @@ Failures are raised as the httpx exceptions httpcore would raise, so callers sor
 
 from __future__ import annotations
 
-import http.client
+import re
 import select
 import socket
 import ssl
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 
+import httptools
 import httpx
 
 from hub.outbound import AllowList, OutboundRefused, check_host, safe_addresses
@@ -26,13 +28,21 @@ from hub.outbound import AllowList, OutboundRefused, check_host, safe_addresses
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class _PinnedConnection(http.client.HTTPConnection):
-    """http.client's connection, connecting only to checked addresses of its host."""
+# what http.client refuses in a header, so a configured value can never smuggle in another header
+_ILLEGAL_NAME = re.compile(rb"[^:\s][^:\r\n]*").fullmatch
+_ILLEGAL_VALUE = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search
+
+
+class _PinnedConnection:
+    """One keep-alive connection, made only to checked addresses of its host."""
 
     def __init__(self, scheme: str, host: str, port: int, connect_timeout: float | None, tls: ssl.SSLContext | None) -> None:
-        super().__init__(host, port, timeout=connect_timeout)
         self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.timeout = connect_timeout
         self.tls = tls
+        self.sock: socket.socket | None = None
         self.idle_since = 0.0
 
     def connect(self) -> None:
@@ -61,6 +71,11 @@ class _PinnedConnection(http.client.HTTPConnection):
             return
         raise failure
 
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+
     def dropped(self) -> bool:
         """Whether the server closed this idle connection (it is readable with nothing asked)."""
         if self.sock is None:
@@ -69,6 +84,49 @@ class _PinnedConnection(http.client.HTTPConnection):
             return bool(select.select([self.sock], [], [], 0)[0])
         except (OSError, ValueError):
             return True
+
+
+class _Reply:
+    """What httptools reads of one reply."""
+
+    __slots__ = ("parser", "reason", "headers", "body", "headers_done", "done", "keep_alive")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.keep_alive = False
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.headers_done = False
+        self.done = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        # asked now: once the message is complete the parser no longer says
+        self.keep_alive = self.parser.should_keep_alive()
+        self.done = True
+
+
+def _request_bytes(method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1\r\n".encode("ascii")]
+    for name, value in headers:
+        if not _ILLEGAL_NAME(name) or _ILLEGAL_VALUE(value):
+            raise httpx.LocalProtocolError(f"the header {name!r} has a character HTTP does not allow there")
+        lines.append(b"%s: %s\r\n" % (name, value))
+    lines.append(b"\r\n")
+    lines.append(body)
+    return b"".join(lines)
 
 
 class WireTransport(httpx.BaseTransport):
@@ -81,6 +139,7 @@ class WireTransport(httpx.BaseTransport):
         self._idle: dict[tuple[str, str, int], list[_PinnedConnection]] = {}
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
+        self._allowed: set[tuple[str, str, int]] = set()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -105,17 +164,19 @@ class WireTransport(httpx.BaseTransport):
         """One request on a kept (or new) connection to `origin` (scheme, host, port), its
         headers sent as given (Host and Content-Length included): the REST connector calls this
         directly with what it prepared once, skipping the httpx client's work per request."""
-        # the resolved addresses are checked as each connection is made
-        check_host(origin[1], origin[2], self.outbound, resolve=False)
+        # the name is checked against the allow-list once (the list does not change while the hub
+        # runs); the resolved addresses are checked as each connection is made
+        if origin not in self._allowed:
+            check_host(origin[1], origin[2], self.outbound, resolve=False)
+            self._allowed.add(origin)
+        request = _request_bytes(method, path, headers, body)
         conn = self._take(origin) or _PinnedConnection(*origin, timeouts.get("connect"), self._tls_context() if origin[0] == "https" else None)
         try:
             if conn.sock is None:
                 conn.connect()
+            assert conn.sock is not None
             conn.sock.settimeout(timeouts.get("write"))
-            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-            for name, value in headers:
-                conn.putheader(name, value)
-            conn.endheaders(body or None)
+            conn.sock.sendall(request)
         except httpx.TransportError:
             conn.close()
             raise
@@ -125,32 +186,43 @@ class WireTransport(httpx.BaseTransport):
         except OSError as exc:
             conn.close()
             raise httpx.WriteError(str(exc)) from None
+        reply = _Reply()
         try:
             conn.sock.settimeout(timeouts.get("read"))
-            reply = conn.getresponse()
-            content = reply.read()
+            while not reply.done:
+                data = conn.sock.recv(65536)
+                if not data:
+                    if reply.headers_done:  # a body that runs until the server closes
+                        reply.done = True
+                        conn.close()
+                        break
+                    raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+                reply.parser.feed_data(data)
+        except httpx.TransportError:
+            conn.close()
+            raise
         except TimeoutError:
             conn.close()
             raise httpx.ReadTimeout("no reply in time") from None
-        except http.client.RemoteDisconnected:
+        except httptools.HttpParserError as exc:
             conn.close()
-            raise httpx.RemoteProtocolError("Server disconnected without sending a response.") from None
-        except http.client.HTTPException as exc:
-            conn.close()
-            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from None
+            raise httpx.RemoteProtocolError(f"unreadable reply: {exc}") from None
         except OSError as exc:
             conn.close()
             raise httpx.ReadError(str(exc)) from None
-        if reply.will_close:
-            conn.close()
-        else:
-            self._give_back(origin, conn)
-        return httpx.Response(
-            reply.status,
-            headers=reply.getheaders(),
-            stream=httpx.ByteStream(content),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (reply.reason or "").encode("latin-1", "replace")},
+        if conn.sock is not None:
+            if reply.keep_alive:
+                self._give_back(origin, conn)
+            else:
+                conn.close()
+        response = httpx.Response(
+            reply.parser.get_status_code(),
+            headers=reply.headers,
+            stream=httpx.ByteStream(b"".join(reply.body)),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reply.reason},
         )
+        response.read()  # the body is in hand already: this only marks it so
+        return response
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:

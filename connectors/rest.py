@@ -120,7 +120,6 @@ class RestConnector(Connector):
         headers.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in self._headers(context).items())
         response = self._wire.exchange(self._origin, self.options.method, self._path, headers, body, self._timeouts)
         response.request = self._asked
-        response.read()  # the body is already in hand: this only marks it so
         return response
 
     def check(self) -> Health:

@@ -1,28 +1,38 @@
-"""The intake route's common case answered without FastAPI's per-request dependency solving and
-thread hand-offs: the hottest request the hub serves, `POST /v1/forms/{form_id}/submissions`.
+"""The intake route's common case answered without FastAPI's per-request dependency solving,
+router and exception middleware: the hottest request the hub serves,
+`POST /v1/forms/{form_id}/submissions`.
 
-The FastAPI route stays registered (it is what the OpenAPI document describes). A plain Starlette
-route in front of it takes a POST that has no query string and a short enough Idempotency-Key,
-and makes the same checks in the same order through the same code (`intake.accept_submission`).
-It does not match anything else (a `version`, a key over the limit, another method), which the
-FastAPI route then answers as before, validation errors and all.
+The FastAPI route stays registered (it is what the OpenAPI document describes). A small ASGI
+middleware in front of the router takes a POST that has no query string and a short enough
+Idempotency-Key, and makes the same checks in the same order through the same code
+(`intake.accept_submission`); a failure is answered by the app's own exception handlers. It
+lets everything else through (a `version`, a key over the limit, another method, another path),
+which the FastAPI route then answers as before, validation errors and all.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.api import intake
-from hub.api.deps import CLIENT_REALM, _bearer, bearer_identity, find_client, get_client_cache
+from hub.api.deps import (
+    CLIENT_REALM,
+    _bearer,
+    bearer_identity,
+    find_client,
+    get_client_cache,
+)
 from hub.config import Client
 from hub.runtime import Runtime
 
-PATH = "/v1/forms/{form_id}/submissions"
 # the FastAPI route's Header(max_length=...) for Idempotency-Key
 KEY_MAX_LENGTH = 255
 
@@ -34,13 +44,45 @@ def _key_too_long(scope: Scope) -> bool:
     return False
 
 
-class DirectRoute(Route):
-    """Matches only the requests the direct endpoint answers exactly as the FastAPI route would."""
+_PATH = re.compile(r"/v1/forms/([^/]+)/submissions")
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("query_string") or _key_too_long(scope):
-            return Match.NONE, {}
-        return super().matches(scope)
+
+class DirectIntake:
+    """The middleware: answers the requests the direct endpoint answers exactly as the FastAPI
+    route would, and passes every other one on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("query_string"):
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            matched = _PATH.fullmatch(path[len(root):] if root and path.startswith(root) else path)
+            if matched is not None and not _key_too_long(scope):
+                scope["path_params"] = {"form_id": matched.group(1)}
+                request = Request(scope, receive, send)
+                try:
+                    response = await submit(request)
+                except Exception as exc:
+                    handler = _handler(scope["app"], exc)
+                    if handler is None:  # the server-error middleware outside answers it, as for any route
+                        raise
+                    response = await handler(request, exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _handler(app: Starlette, exc: Exception) -> Any:
+    """The app's handler for this exception, as Starlette's exception middleware would pick it
+    (the catch-all for Exception belongs to the server-error middleware, so it is left to it)."""
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        if cls in app.exception_handlers:
+            return app.exception_handlers[cls]
+    return None
 
 
 async def _client(request: Request, runtime: Runtime) -> Client:
@@ -68,5 +110,5 @@ async def submit(request: Request) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    """Puts the direct route in front of every other (the FastAPI one stays for the rest)."""
-    app.router.routes.insert(0, DirectRoute(PATH, submit, methods=["POST"], include_in_schema=False))
+    """Puts the direct endpoint in front of the router (the FastAPI route stays for the rest)."""
+    app.add_middleware(DirectIntake)
