@@ -267,7 +267,7 @@ def _profile(r: dict[str, Any]) -> list[str]:
 RERUN = [
     "## How to rerun", "",
     "```sh",
-    "make bench                          # the full run (about 20 minutes on 2 cores)",
+    "make bench                          # the full run (about 5 minutes on 2 cores)",
     "make bench BENCH_ARGS=--quick       # a smoke run of about 3 minutes",
     "make bench BENCH_ARGS='--only steady,peer --duration 10'",
     ".venv/bin/python -m bench.run --help   # every option",
