@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 from kombu.connection import Connection
@@ -150,9 +151,12 @@ class Worker:
             for delivery_id in ids:
                 self._in_flight += 1
                 future = pool.submit(handle, delivery_id)
-                future.add_done_callback(lambda f, d=delivery_id: self._done.put((held, d, f)))
+                future.add_done_callback(partial(self._finished, held, delivery_id))
 
         return on_message
+
+    def _finished(self, held: _Held, delivery_id: int, future: Future[Result]) -> None:
+        self._done.put((held, delivery_id, future))  # the consuming thread settles it
 
     def _split(self, message: Message, connector: str, ids: list[int]) -> None:
         """A dead-lettered message carrying several deliveries: workers kept stopping while one of
