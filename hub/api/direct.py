@@ -110,5 +110,7 @@ async def submit(request: Request) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    """Puts the direct endpoint in front of the router (the FastAPI route stays for the rest)."""
+    """Puts the direct endpoint in front of the router (the FastAPI route stays for the rest).
+    A middleware added to the app before this call would sit inside it and never see these
+    requests; one added after it sits outside and sees every request."""
     app.add_middleware(DirectIntake)
