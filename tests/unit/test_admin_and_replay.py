@@ -92,7 +92,9 @@ def test_staff_of_one_tenant_see_nothing_of_another(hub: EmbeddedHub) -> None:
 
 @pytest.fixture()
 def fragile_hub(tmp_path: Path) -> Iterator[EmbeddedHub]:
-    with embedded_hub(tmp_path, circuit=CircuitPolicy(failure_threshold=2, open_seconds=1.0)) as running:
+    # open long enough that the test sees it open for half a second before a probe is due, even
+    # when the circuit opened while the test was still posting
+    with embedded_hub(tmp_path, circuit=CircuitPolicy(failure_threshold=2, open_seconds=3.0)) as running:
         yield running
 
 
@@ -107,6 +109,7 @@ def test_the_circuit_opens_after_failures_in_a_row_holds_deliveries_uncounted_an
             break
         assert time.monotonic() < deadline, crm
         time.sleep(0.05)
+    time.sleep(0.1)  # a request already on its way when the circuit opened lands
     requests_while_open = hub.crm.stats()["requests"]
     time.sleep(0.5)
     # while open, the back office is left alone and no attempts are spent
