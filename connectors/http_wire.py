@@ -18,7 +18,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import httptools
 import httpx
@@ -118,6 +119,26 @@ class _Reply:
         self.done = True
 
 
+@contextmanager
+def _closing_on_failure(conn: _PinnedConnection, timeout: httpx.TimeoutException, failure: type[httpx.NetworkError]) -> Iterator[None]:
+    """Closes the connection on any failure within, raised as the httpx error httpcore would
+    raise for that step: `timeout` when the socket timed out, `failure` for another OS error."""
+    try:
+        yield
+    except httpx.TransportError:
+        conn.close()
+        raise
+    except httptools.HttpParserError as exc:
+        conn.close()
+        raise httpx.RemoteProtocolError(f"unreadable reply: {exc}") from None
+    except TimeoutError:
+        conn.close()
+        raise timeout from None
+    except OSError as exc:
+        conn.close()
+        raise failure(str(exc)) from None
+
+
 def _request_bytes(method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
     lines = [f"{method} {path} HTTP/1.1\r\n".encode("ascii")]
     for name, value in headers:
@@ -171,23 +192,14 @@ class WireTransport(httpx.BaseTransport):
             self._allowed.add(origin)
         request = _request_bytes(method, path, headers, body)
         conn = self._take(origin) or _PinnedConnection(*origin, timeouts.get("connect"), self._tls_context() if origin[0] == "https" else None)
-        try:
+        with _closing_on_failure(conn, httpx.WriteTimeout("sending the request timed out"), httpx.WriteError):
             if conn.sock is None:
                 conn.connect()
             assert conn.sock is not None
             conn.sock.settimeout(timeouts.get("write"))
             conn.sock.sendall(request)
-        except httpx.TransportError:
-            conn.close()
-            raise
-        except TimeoutError:
-            conn.close()
-            raise httpx.WriteTimeout("sending the request timed out") from None
-        except OSError as exc:
-            conn.close()
-            raise httpx.WriteError(str(exc)) from None
         reply = _Reply()
-        try:
+        with _closing_on_failure(conn, httpx.ReadTimeout("no reply in time"), httpx.ReadError):
             conn.sock.settimeout(timeouts.get("read"))
             while not reply.done:
                 data = conn.sock.recv(65536)
@@ -198,18 +210,6 @@ class WireTransport(httpx.BaseTransport):
                         break
                     raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
                 reply.parser.feed_data(data)
-        except httpx.TransportError:
-            conn.close()
-            raise
-        except TimeoutError:
-            conn.close()
-            raise httpx.ReadTimeout("no reply in time") from None
-        except httptools.HttpParserError as exc:
-            conn.close()
-            raise httpx.RemoteProtocolError(f"unreadable reply: {exc}") from None
-        except OSError as exc:
-            conn.close()
-            raise httpx.ReadError(str(exc)) from None
         if conn.sock is not None:
             if reply.keep_alive:
                 self._give_back(origin, conn)
