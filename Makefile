@@ -6,9 +6,9 @@ DEMO_ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test install install-test servers lint typecheck bench clean
+.PHONY: demo test test-future install install-test servers lint typecheck bench clean
 
-$(BIN)/hub: pyproject.toml
+$(BIN)/hub: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e .
@@ -29,8 +29,16 @@ servers:
 demo: install
 	$(BIN)/hub demo $(DEMO_ARGS)
 
-test: install-test servers
+# lint and type checks first: they take seconds, the suite takes minutes
+test: install-test servers lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the unit tests with the clock a year ahead: nothing in them may expire as the calendar moves
+test-future: install-test
+	TEST_CLOCK_AHEAD_DAYS=365 $(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check .
 
 # The benchmark of issue 6 (bench/README.md): the hub vs a Celery peer vs the broker's ceiling.
 # `make bench BENCH_ARGS=--quick` is a smoke run of a few minutes; results in bench/results/.

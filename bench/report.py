@@ -15,9 +15,7 @@ PEER_GROUPS = ("peer api", "peer worker")
 
 def _get(data: Any, *path: Any, default: Any = None) -> Any:
     for key in path:
-        if isinstance(data, dict) and key in data:
-            data = data[key]
-        elif isinstance(data, list) and isinstance(key, int) and -len(data) <= key < len(data):
+        if (isinstance(data, dict) and key in data) or (isinstance(data, list) and isinstance(key, int) and -len(data) <= key < len(data)):
             data = data[key]
         else:
             return default

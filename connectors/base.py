@@ -128,5 +128,5 @@ class Connector(ABC):
         """What this connector sends where, for `hub connectors describe`."""
         return f"{self.name}: {type(self).__name__}"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook with a default, not an abstract method
         """Release connections; the default has nothing to release."""

@@ -90,7 +90,7 @@ class _PinnedConnection:
 class _Reply:
     """What httptools reads of one reply."""
 
-    __slots__ = ("parser", "reason", "headers", "body", "headers_done", "done", "keep_alive")
+    __slots__ = ("body", "done", "headers", "headers_done", "keep_alive", "parser", "reason")
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)

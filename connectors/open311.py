@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 import httpx
 from pydantic import Field
 
-from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets, StatusReport
 from connectors import http
+from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets, StatusReport
 from hub.errors import PermanentError
 
 # The GeoReport v2 POST fields a record may carry; `attributes` becomes attribute[code]=value.

@@ -16,9 +16,9 @@ import zeep
 from zeep.transports import Transport
 from zeep.xsd import ComplexType
 
+from hub.bundled import PACKAGE_ROOT, is_standards_uri, standards_path
 from hub.errors import ConfigError, PermanentError
 from hub.outbound import AllowList, OutboundRefused, check_url, current_allow_list
-from hub.settings import REPO_ROOT
 
 # zeep ships py.typed but leaves most functions unannotated: hence the no-untyped-call ignores below
 
@@ -134,11 +134,14 @@ class GuardedTransport(Transport):
 
 
 def resolve_wsdl(location: str) -> str:
-    """A URL as it is; a relative file path is taken from the project root (where config/ lives)."""
+    """A URL as it is; `standards:///...` is a contract shipped with the hub; a relative file
+    path is taken from the project root (where config/ lives in a checkout)."""
     if _is_url(location):
         return location
+    if is_standards_uri(location):
+        return str(standards_path(location))
     path = Path(location)
-    return str(path if path.is_absolute() else (REPO_ROOT / path))
+    return str(path if path.is_absolute() else (PACKAGE_ROOT / path))
 
 
 def load_client(
@@ -147,7 +150,7 @@ def load_client(
     """Loads the WSDL with every import read from a listed local file; ConfigError names the file.
     A WSDL given as a URL is fetched only from a host the connector's tenants allow."""
     location = resolve_wsdl(wsdl)
-    base = REPO_ROOT if _is_url(location) else Path(location).parent
+    base = PACKAGE_ROOT if _is_url(location) else Path(location).parent
     locations = {key: (Path(value) if Path(value).is_absolute() else base / value) for key, value in xsd_locations.items()}
     if not _is_url(location) and not Path(location).is_file():
         raise ConfigError(f"{wsdl}: WSDL file not found")

@@ -24,7 +24,7 @@ class _Slot:
     """One caller's item, and what its call gave back. `wake` lets the caller go on, to read its
     result or, when `lead` is set, to make the next call itself."""
 
-    __slots__ = ("item", "result", "error", "lead", "_done")
+    __slots__ = ("_done", "error", "item", "lead", "result")
 
     def __init__(self, item: Any) -> None:
         self.item = item

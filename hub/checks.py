@@ -31,11 +31,11 @@ def check_configuration(
     forms: FormRegistry | None = None
     mappings: dict[tuple[str, str], RecordMapping] = {}
     try:
-        config = load_config(settings.config_dir, environ)
+        config = load_config(settings.config_dir, environ, settings.standards_dir)
     except HubError as exc:
         problems.extend(str(exc).splitlines())
     try:
-        forms = load_forms(settings.schemas_dir)
+        forms = load_forms(settings.schemas_dir, settings.standards_dir)
     except HubError as exc:
         problems.extend(str(exc).splitlines())
     try:

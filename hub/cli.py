@@ -6,14 +6,14 @@ import os
 import signal
 import sys
 import threading
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from hub import cli_privacy
 from hub.cli_clients import clients_app
 from hub.errors import HubError
-from hub.settings import Settings
+from hub.settings import Settings, load_settings
 
 app = typer.Typer(help="Council Connector Hub", no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(help="Check the configuration before deploying it.", no_args_is_help=True)
@@ -29,7 +29,10 @@ app.add_typer(cli_privacy.subjects_app, name="subjects")
 
 
 def _settings() -> Settings:
-    return Settings()
+    try:
+        return load_settings()
+    except HubError as exc:
+        _fail(str(exc), 2)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -40,12 +43,17 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 @app.command()
 def migrate() -> None:
     """Bring the database to the newest schema (Alembic upgrade)."""
+    from hub import production
     from hub.logs import configure
     from hub.store.db import make_engine
     from hub.store.migrate import upgrade
 
     settings = _settings()
     configure(settings.log_level, settings.log_json)
+    try:
+        production.ensure_ready(settings)
+    except HubError as exc:
+        _fail(str(exc))
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()
@@ -79,9 +87,9 @@ def api(
 
 @app.command()
 def worker(
-    connector: Annotated[Optional[list[str]], typer.Option("--connector", "-c", help="Consume only this connector's queue (repeatable)")] = None,
+    connector: Annotated[list[str] | None, typer.Option("--connector", "-c", help="Consume only this connector's queue (repeatable)")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Deliveries sent at once")] = 4,
-    metrics_port: Annotated[Optional[int], typer.Option(help="Serve /metrics on this port")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on this port")] = None,
     grace: Annotated[float, typer.Option(help="Seconds to finish in-flight deliveries on SIGTERM")] = 30.0,
     background: Annotated[bool, typer.Option(help="Also run periodic jobs (retention, status polling, webhooks)")] = True,
 ) -> None:
@@ -117,7 +125,7 @@ def worker(
 @app.command()
 def demo(
     once: Annotated[bool, typer.Option("--once", help="Send the samples, print the table and exit (0 only if all were delivered)")] = False,
-    port: Annotated[Optional[int], typer.Option(help="Port for the hub's API")] = None,
+    port: Annotated[int | None, typer.Option(help="Port for the hub's API")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for deliveries")] = 60.0,
 ) -> None:
     """Run the whole hub in one process on its embedded default, with simulated back offices."""
@@ -148,7 +156,7 @@ def _connectors() -> tuple[Any, list[str]]:
 
     settings = _settings()
     try:
-        config = load_config(settings.config_dir, os.environ)
+        config = load_config(settings.config_dir, os.environ, settings.standards_dir)
     except HubError as exc:
         _fail(str(exc))
     registry = ConnectorRegistry.from_entry_points()
@@ -218,9 +226,9 @@ def _print_deliveries(rows: list[dict[str, Any]]) -> None:
 
 @deliveries_app.command("list")
 def deliveries_list(
-    connector: Annotated[Optional[str], typer.Option(help="Only this connector")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Parked since (ISO time, or 30m / 2h / 7d ago)")] = None,
-    reason_contains: Annotated[Optional[str], typer.Option(help="Only reasons containing this text")] = None,
+    connector: Annotated[str | None, typer.Option(help="Only this connector")] = None,
+    since: Annotated[str | None, typer.Option(help="Parked since (ISO time, or 30m / 2h / 7d ago)")] = None,
+    reason_contains: Annotated[str | None, typer.Option(help="Only reasons containing this text")] = None,
 ) -> None:
     """List parked deliveries with their reasons."""
     from hub.store.db import make_engine
@@ -234,10 +242,10 @@ def deliveries_list(
 
 @deliveries_app.command("replay")
 def deliveries_replay(
-    delivery_id: Annotated[Optional[int], typer.Argument(help="One delivery's id (see `hub deliveries list`)")] = None,
-    connector: Annotated[Optional[str], typer.Option(help="Every parked delivery of this connector")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Parked since (ISO time, or 30m / 2h / 7d ago)")] = None,
-    reason_contains: Annotated[Optional[str], typer.Option(help="Only reasons containing this text")] = None,
+    delivery_id: Annotated[int | None, typer.Argument(help="One delivery's id (see `hub deliveries list`)")] = None,
+    connector: Annotated[str | None, typer.Option(help="Every parked delivery of this connector")] = None,
+    since: Annotated[str | None, typer.Option(help="Parked since (ISO time, or 30m / 2h / 7d ago)")] = None,
+    reason_contains: Annotated[str | None, typer.Option(help="Only reasons containing this text")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be replayed, change nothing")] = False,
 ) -> None:
     """Re-queue parked deliveries: mapped again from the original payload, with a fresh retry

@@ -7,13 +7,13 @@ from __future__ import annotations
 import getpass
 import os
 import secrets as pysecrets
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from hub.config import HubConfig, hash_api_key
 from hub.errors import HubError
-from hub.settings import Settings
+from hub.settings import Settings, load_settings
 
 clients_app = typer.Typer(help="Front-end clients and their API keys.", no_args_is_help=True)
 
@@ -31,17 +31,17 @@ def new_key() -> None:
     typer.echo(f"api_key_sha256 (put this in the client's configuration): {hash_api_key(key)}")
 
 
-def _client_store() -> tuple[HubConfig, Any]:
-    """The configuration and the database engine, for the stored-client commands."""
+def _client_store() -> tuple[Settings, HubConfig, Any]:
+    """The settings, the configuration and the database engine, for the stored-client commands."""
     from hub.config import load_config
     from hub.store.db import make_engine
 
-    settings = Settings()
     try:
-        config = load_config(settings.config_dir, os.environ)
+        settings = load_settings()
+        config = load_config(settings.config_dir, os.environ, settings.standards_dir)
     except HubError as exc:
         _fail(str(exc))
-    return config, make_engine(settings.database_url)
+    return settings, config, make_engine(settings.database_url)
 
 
 def _actor(actor: str | None) -> str:
@@ -54,16 +54,16 @@ def clients_create(
     client_id: Annotated[str, typer.Option("--id", help="The client's id: lower-case letters, digits and hyphens")],
     name: Annotated[str, typer.Option(help="What the front end is, for staff")] = "",
     forms: Annotated[str, typer.Option(help="Comma-separated form ids it may submit; * for every form its tenant offers")] = "*",
-    expires_in_days: Annotated[Optional[int], typer.Option(help="The key stops working after this many days")] = None,
-    actor: Annotated[Optional[str], typer.Option(help="Who is making it, for the audit log (default: your login name)")] = None,
+    expires_in_days: Annotated[int | None, typer.Option(help="The key stops working after this many days")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who is making it, for the audit log (default: your login name)")] = None,
 ) -> None:
     """Make a front-end client in the database with a new API key, printed once: only its hash is kept."""
     from hub.forms import load_forms
     from hub.store import clients
 
-    config, engine = _client_store()
+    settings, config, engine = _client_store()
     new = clients.NewClient(client_id, tenant, name, tuple(f.strip() for f in forms.split(",") if f.strip()), expires_in_days)
-    problems = clients.problems(new, config, load_forms(Settings().schemas_dir))
+    problems = clients.problems(new, config, load_forms(settings.schemas_dir, settings.standards_dir))
     if problems:
         _fail("\n".join(f"--{where.split('/')[0].replace('_', '-')}: {what}" for where, what in problems))
     try:
@@ -77,12 +77,12 @@ def clients_create(
 @clients_app.command("revoke")
 def clients_revoke(
     client_id: Annotated[str, typer.Argument(help="The stored client's id")],
-    actor: Annotated[Optional[str], typer.Option(help="Who is revoking it, for the audit log (default: your login name)")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who is revoking it, for the audit log (default: your login name)")] = None,
 ) -> None:
     """Revoke a stored client's API key (API processes refuse it within HUB_CLIENT_CACHE_SECONDS)."""
     from hub.store import clients
 
-    config, engine = _client_store()
+    _, config, engine = _client_store()
     if client_id in config.clients:
         _fail(f"client {client_id!r} is defined in the configuration files; remove its key there")
     revoked = clients.revoke(engine, client_id, _actor(actor))
@@ -92,11 +92,11 @@ def clients_revoke(
 
 
 @clients_app.command("list")
-def clients_list(tenant: Annotated[Optional[str], typer.Option(help="Only this tenant's clients")] = None) -> None:
+def clients_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant's clients")] = None) -> None:
     """List front-end clients, configured and stored: never their keys, only a stored key's first characters."""
     from hub.store import clients
 
-    config, engine = _client_store()
+    _, config, engine = _client_store()
     rows = [(c.id, c.tenant, "config", "-", "-", "configured") for c in config.clients.values() if tenant in (None, c.tenant)]
     rows += [
         (c.id, c.tenant, "database", c.key_prefix + "…", c.expires_at.date().isoformat() if c.expires_at else "never", c.state())

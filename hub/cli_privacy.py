@@ -9,19 +9,19 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
 
 from hub.errors import HubError
-from hub.settings import Settings
+from hub.settings import Settings, load_settings
 
 keys_app = typer.Typer(help="Keys that seal payloads at rest.", no_args_is_help=True)
 retention_app = typer.Typer(help="Purge payloads their retention rule no longer allows.", no_args_is_help=True)
 subjects_app = typer.Typer(help="A resident's subject access and erasure requests.", no_args_is_help=True)
 
-ActorOption = Annotated[Optional[str], typer.Option(help="Who is doing this, for the audit log (default: cli:<your user name>)")]
+ActorOption = Annotated[str | None, typer.Option(help="Who is doing this, for the audit log (default: cli:<your user name>)")]
 TenantOption = Annotated[str, typer.Option(help="The tenant (council) the resident made their submissions to")]
 EmailOption = Annotated[str, typer.Option(help="The resident's e-mail address")]
 
@@ -35,11 +35,18 @@ def _actor(actor: str | None) -> str:
     return actor.strip() if actor and actor.strip() else f"cli:{getpass.getuser()}"
 
 
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except HubError as exc:
+        _fail(str(exc))
+
+
 def _runtime() -> Any:
     from hub.runtime import Runtime
 
     try:
-        return Runtime.build(Settings(), os.environ)
+        return Runtime.build(_settings(), os.environ)
     except HubError as exc:
         _fail(str(exc))
 
@@ -64,7 +71,7 @@ def keys_rotate(
     from hub.store import audit, privacy
     from hub.store.db import make_engine
 
-    settings = Settings()
+    settings = _settings()
     try:
         the_sealer = sealer(settings)
     except HubError as exc:
@@ -101,7 +108,7 @@ def _when(value: str | None) -> datetime:
 @retention_app.command("run")
 def retention_run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be purged, change nothing")] = False,
-    now: Annotated[Optional[str], typer.Option(help="Purge as if it were this time (ISO 8601)")] = None,
+    now: Annotated[str | None, typer.Option(help="Purge as if it were this time (ISO 8601)")] = None,
     actor: ActorOption = None,
 ) -> None:
     """Purge the payloads their form's retention rule no longer allows, and print counts per tenant and form."""
@@ -109,10 +116,10 @@ def retention_run(
     from hub.config import load_config
     from hub.store.db import make_engine
 
-    settings = Settings()
+    settings = _settings()
     at = _when(now)
     try:
-        config = load_config(settings.config_dir, os.environ)
+        config = load_config(settings.config_dir, os.environ, settings.standards_dir)
     except HubError as exc:
         _fail(str(exc))
     if not config.retention:
@@ -140,7 +147,7 @@ def _tenant(runtime: Any, tenant: str, email: str) -> None:
 def subjects_export(
     tenant: TenantOption,
     email: EmailOption,
-    out: Annotated[Optional[Path], typer.Option(help="Write the JSON here (readable by you only); default: standard output")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON here (readable by you only); default: standard output")] = None,
     actor: ActorOption = None,
 ) -> None:
     """Write every submission this resident made to this tenant as JSON: answers, deliveries and timeline."""

@@ -18,6 +18,7 @@ import yaml
 from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hub.bundled import is_standards_uri, standards_path
 from hub.errors import ConfigError
 
 SECTIONS = ("tenants", "clients", "connectors", "routes", "staff", "retention")
@@ -244,6 +245,25 @@ def _interpolate(value: Any, environ: Mapping[str, str], where: str, problems: l
     return value
 
 
+def _standards(value: Any, root: Path | None, where: str, problems: list[str]) -> Any:
+    """Connector options may name a shipped standard as `standards:///<folder>/<file>` (such as a
+    WSDL): the path of that file, under HUB_STANDARDS_DIR when it is set."""
+    if isinstance(value, str) and is_standards_uri(value):
+        try:
+            path = standards_path(value, root)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            return value
+        if not path.is_file():
+            problems.append(f"{where}: {value} names {path}, which is not a file")
+        return str(path)
+    if isinstance(value, dict):
+        return {k: _standards(v, root, where, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_standards(v, root, where, problems) for v in value]
+    return value
+
+
 def _strip_lines(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip_lines(v) for k, v in value.items() if k != _LINE}
@@ -313,12 +333,16 @@ def _validate(section: str, items: list[_Item], problems: list[str]) -> list[tup
     return valid
 
 
-def load_config(directory: Path, environ: Mapping[str, str]) -> HubConfig:
-    """Reads and cross-checks the configuration; raises ConfigError listing every problem."""
+def load_config(directory: Path, environ: Mapping[str, str], standards_dir: Path | None = None) -> HubConfig:
+    """Reads and cross-checks the configuration; raises ConfigError listing every problem.
+    `standards_dir` is where `standards:///` paths in connector options point (default: shipped)."""
     problems: list[str] = []
     if not directory.is_dir():
         raise ConfigError(f"{directory}: configuration directory does not exist")
     sections = _read_sections(directory, environ, problems)
+    sections["connectors"] = [
+        _Item(item.where, item.path, _standards(item.raw, standards_dir, item.where, problems)) for item in sections["connectors"]
+    ]
     tenants = _validate("tenants", sections["tenants"], problems)
     clients = _validate("clients", sections["clients"], problems)
     connectors = _validate("connectors", sections["connectors"], problems)

@@ -2,7 +2,8 @@
 resident's submissions without opening every payload.
 
 Keys come from settings (HUB_ENCRYPTION_KEYS, newest first; HUB_INDEX_KEY). Where they are
-not set, as in the demo, a development key is made once in var/ and a warning is logged.
+not set, as in the demo, a development key is made once in the data directory (HUB_DATA_DIR,
+`var/`) and a warning is logged; in production that is refused (hub.production).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from hub.errors import ConfigError
 from hub.logs import get_logger
-from hub.settings import REPO_ROOT, Settings
+from hub.settings import Settings
 
 log = get_logger("hub.crypto")
-DEV_KEY_DIR = REPO_ROOT / "var"
 
 
-def _dev_secret(name: str, make: Any) -> str:
-    """A development secret kept in var/ (never in the repo), made on first use."""
-    path = DEV_KEY_DIR / name
+def dev_secret(settings: Settings, name: str, make: Any) -> str:
+    """A development secret kept in the data directory (never in the repo), made on first use;
+    never in production, where every key must be given."""
+    if settings.environment == "production":
+        raise ConfigError(f"HUB_ENVIRONMENT=production: {name} has no key set, and production never makes a development key")
+    path = dev_key_path(settings, name)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -97,7 +100,7 @@ def new_key() -> str:
 def encryption_keys(settings: Settings) -> list[str]:
     if settings.encryption_keys is not None:
         return [k for k in settings.encryption_keys.get_secret_value().replace(",", " ").split() if k]
-    return [_dev_secret("encryption.key", new_key)]
+    return [dev_secret(settings, "encryption.key", new_key)]
 
 
 def sealer(settings: Settings) -> Sealer:
@@ -107,7 +110,7 @@ def sealer(settings: Settings) -> Sealer:
 def index_key(settings: Settings) -> bytes:
     if settings.index_key is not None:
         return settings.index_key.get_secret_value().encode()
-    return _dev_secret("index.key", lambda: os.urandom(32).hex()).encode()
+    return dev_secret(settings, "index.key", lambda: os.urandom(32).hex()).encode()
 
 
 def subject_digest(key: bytes, kind: str, value: str) -> str:
@@ -116,5 +119,5 @@ def subject_digest(key: bytes, kind: str, value: str) -> str:
     return hmac.new(key, f"{kind}:{normalised}".encode(), hashlib.sha256).hexdigest()
 
 
-def dev_key_path(name: str) -> Path:
-    return DEV_KEY_DIR / name
+def dev_key_path(settings: Settings, name: str) -> Path:
+    return settings.data_dir / name

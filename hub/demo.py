@@ -7,8 +7,8 @@ sample of every form over HTTP, waits for the deliveries and prints what each ba
 from __future__ import annotations
 
 import json
-import shlex
 import secrets
+import shlex
 import threading
 import time
 from collections.abc import Mapping
@@ -49,7 +49,7 @@ def _samples(schemas_dir: Path, forms: list[str]) -> list[tuple[str, str, Any]]:
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*headers), line.format(*("-" * w for w in widths))]
     out += [line.format(*row) for row in rows]
     return "\n".join(out)

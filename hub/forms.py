@@ -15,6 +15,7 @@ from urllib.request import url2pathname
 
 import jsonschema_rs
 
+from hub.bundled import is_standards_uri, standards_path
 from hub.errors import SchemaError
 from hub.pii import (
     DROP,
@@ -111,39 +112,44 @@ class FormRegistry:
         return sorted(self._forms)
 
 
-def compile_form(form_id: str, version: int, path: Path) -> Form:
+def compile_form(form_id: str, version: int, path: Path, standards_dir: Path | None = None) -> Form:
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SchemaError(f"{path}: cannot read schema: {exc}") from None
     try:
-        validator = schema_validator(schema, path)
+        validator = schema_validator(schema, path, standards_dir=standards_dir)
     except (ValueError, jsonschema_rs.ReferencingError) as exc:
         raise SchemaError(f"{path}: schema does not compile: {exc}") from None
     emails = tuple(dict.fromkeys(email_paths(schema, schema, (), False, (), frozenset())))
     return Form(form_id, version, schema, path, validator, tuple(pii_paths(schema, ())), emails)
 
 
-def schema_validator(schema: Any, path: Path, validate_formats: bool = True) -> Any:
-    """A validator for the schema read from `path`: a relative `$ref` is a local file beside it
-    (such as a published standard's schema kept outside the repository), never a download."""
-    return jsonschema_rs.validator_for(
-        schema, validate_formats=validate_formats, base_uri=path.resolve().as_uri(), retriever=_local_file
-    )
+def schema_validator(schema: Any, path: Path, validate_formats: bool = True, standards_dir: Path | None = None) -> Any:
+    """A validator for the schema read from `path`. A relative `$ref` is a local file beside it;
+    `standards:///<folder>/<file>` is a public standard the hub ships (or `standards_dir`, a
+    council's own copies); nothing is ever downloaded."""
+
+    def retrieve(uri: str) -> Any:
+        # a form must not change because a web server did, nor stall start-up on the network
+        if is_standards_uri(uri):
+            return _read_json(uri, standards_path(uri, standards_dir))
+        parts = urlsplit(uri)
+        if parts.scheme != "file":
+            raise ValueError(f"{uri}: only local files and standards:/// may be referenced, not {parts.scheme or 'relative'} URLs")
+        return _read_json(uri, Path(url2pathname(parts.path)))
+
+    return jsonschema_rs.validator_for(schema, validate_formats=validate_formats, base_uri=path.resolve().as_uri(), retriever=retrieve)
 
 
-def _local_file(uri: str) -> Any:
-    # a form must not change because a web server did, nor stall start-up on the network
-    parts = urlsplit(uri)
-    if parts.scheme != "file":
-        raise ValueError(f"{uri}: only local files may be referenced, not {parts.scheme or 'relative'} URLs")
+def _read_json(uri: str, path: Path) -> Any:
     try:
-        return json.loads(Path(url2pathname(parts.path)).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"{uri}: cannot read referenced schema: {exc}") from None
 
 
-def load_forms(directory: Path) -> FormRegistry:
+def load_forms(directory: Path, standards_dir: Path | None = None) -> FormRegistry:
     """Compiles every `<form>/<version>.json`; raises SchemaError listing every bad schema."""
     forms: list[Form] = []
     problems: list[str] = []
@@ -152,7 +158,7 @@ def load_forms(directory: Path) -> FormRegistry:
             problems.append(f"{path}: schema files are named by version number, like 1.json")
             continue
         try:
-            forms.append(compile_form(path.parent.name, int(path.stem), path))
+            forms.append(compile_form(path.parent.name, int(path.stem), path, standards_dir))
         except SchemaError as exc:
             problems.append(str(exc))
     if problems:

@@ -13,10 +13,11 @@ from sqlalchemy import Engine
 
 from connectors.base import Connector, Secrets
 from connectors.registry import ConnectorRegistry
+from hub import production
 from hub.broker import Topology
-from hub.crypto import Sealer, index_key, sealer
 from hub.config import HubConfig, load_config
 from hub.connector_hosts import connector_allow_list, outbound_problems
+from hub.crypto import Sealer, index_key, sealer
 from hub.errors import ConfigError
 from hub.forms import FormRegistry, load_forms
 from hub.mapping import Mapping as RecordMapping
@@ -51,7 +52,8 @@ class Runtime:
         registry: ConnectorRegistry | None = None,
         config: HubConfig | None = None,
     ) -> Runtime:
-        config = config or load_config(settings.config_dir, environ)
+        config = config or load_config(settings.config_dir, environ, settings.standards_dir)
+        production.ensure_ready(settings, config)
         # a connector pointed at a host its tenants do not allow stops the process at start-up
         refused = outbound_problems(config, environ, settings.config_dir)
         if refused:
@@ -59,7 +61,7 @@ class Runtime:
         return cls(
             settings=settings,
             config=config,
-            forms=load_forms(settings.schemas_dir),
+            forms=load_forms(settings.schemas_dir, settings.standards_dir),
             router=Router(config),
             mappings=load_mappings(settings.mappings_dir),
             registry=registry or ConnectorRegistry.from_entry_points(),

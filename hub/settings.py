@@ -1,28 +1,47 @@
 """Process settings, read once from the environment (HUB_*) and passed in.
 
-Nothing else in the hub reads the environment: this is the one place.
+Nothing else in the hub reads the environment: this is the one place. A `HUB_` variable that is
+not a setting is refused (a typo such as HUB_DATABSE_URL must not pass silently), in every
+environment; `hub.production` says what a production start refuses besides.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
+from typing import Any, Literal
 
-from typing import Literal
-
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from hub.bundled import PACKAGE_ROOT, default_data_dir, folder
+from hub.errors import ConfigError
+
+# the source checkout, or site-packages when installed: only for locating what ships with the hub
+REPO_ROOT = PACKAGE_ROOT
+ENV_PREFIX = "HUB_"
+
+
+class UnknownSetting(ValueError):
+    """A HUB_ variable in the environment that names no setting."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
-    database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'hub.db'}"
+    # production refuses demo keys, development keys and default secrets (hub.production)
+    environment: Literal["development", "production"] = "development"
+    # the demo's SQLite file and the development keys made when none are set
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # empty: a SQLite file in data_dir
+    database_url: str = ""
     broker_url: str = "memory://"
-    config_dir: Path = REPO_ROOT / "config"
-    schemas_dir: Path = REPO_ROOT / "schemas"
-    mappings_dir: Path = REPO_ROOT / "mappings"
+    config_dir: Path = Field(default_factory=lambda: folder("config"))
+    schemas_dir: Path = Field(default_factory=lambda: folder("schemas"))
+    mappings_dir: Path = Field(default_factory=lambda: folder("mappings"))
+    # a council's own copies of the public standards (standards:/// URIs); unset: those shipped
+    standards_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # checked before schema validation, so a hostile payload costs little
@@ -72,3 +91,39 @@ class Settings(BaseSettings):
 
     demo_api_key: str | None = None
     demo_port: int = 8000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: Any) -> Any:
+        known = {f"{ENV_PREFIX}{name}".upper() for name in cls.model_fields}
+        unknown = sorted(name for name in os.environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name.upper(), known, n=1)
+                hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+            raise UnknownSetting(
+                f"unknown setting(s) in the environment: {', '.join(hints)}. Every HUB_ variable must be a setting "
+                "of the hub (README: settings); remove or rename it."
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'hub.db'}"
+        return self
+
+
+def load_settings() -> Settings:
+    """The process's settings from its environment; ConfigError says plainly what is wrong
+    (a command prints it and exits, rather than showing a traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{ENV_PREFIX}{where.upper()}: {message}" if where else message)
+        raise ConfigError("\n".join(problems)) from None

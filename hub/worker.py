@@ -9,7 +9,6 @@ thread-safe): it acknowledges finished messages and moves waiting retries into d
 from __future__ import annotations
 
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -45,7 +44,7 @@ class _Held:
     """A message in hand: how many of its deliveries are not settled yet, and whether any of
     them could not be recorded (then the whole message goes back to the queue)."""
 
-    __slots__ = ("message", "connector", "unsettled", "failed", "lost")
+    __slots__ = ("connector", "failed", "lost", "message", "unsettled")
 
     def __init__(self, message: Message, connector: str, unsettled: int) -> None:
         self.message = message
@@ -129,7 +128,7 @@ class Worker:
                         # waits: while any are in hand it waits briefly, so acks (and with them the
                         # prefetch window) are not held back by a quiet queue
                         connection.drain_events(timeout=SETTLE_SECONDS if self._in_flight else IDLE_SECONDS)
-                    except socket.timeout:
+                    except TimeoutError:
                         pass
             # graceful stop: consumers are cancelled; let in-flight deliveries finish and settle them
             deadline = time.monotonic() + grace_seconds

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ class AmqpBackOffice:
                     while not self._stop.is_set():
                         try:
                             connection.drain_events(timeout=0.2)
-                        except socket.timeout:
+                        except TimeoutError:
                             pass
         except BaseException as exc:  # reported by start() or stats(); a simulator must not crash the demo
             self.error = exc

@@ -19,6 +19,7 @@ import jsonschema_rs
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from hub.bundled import folder
 from simulators.control import (
     DemoServer,
     FailurePlan,
@@ -26,7 +27,8 @@ from simulators.control import (
     add_control_routes,
 )
 
-ODP_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "realworld" / "odp-planning"
+# the published ODP schemas, as the hub ships them in standards/
+ODP_DIR = folder("standards") / "odp-planning"
 # Applications already in consultation when the simulator starts, so comments have something to land on.
 SEEDED = {"26/00412/HOUS": "pp.full.householder", "26/00587/PA14J": "pa.part14.classJ"}
 _SUFFIX = {"pp.full.householder": "HOUS", "pp": "FUL", "ldc": "LDC", "pa": "PA", "listed": "LBC", "landDrainageConsent": "LDC"}

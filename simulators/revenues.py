@@ -1,5 +1,5 @@
 """A runnable fake of Civica Universal Housing's ArrearsAgreementService (WCF, SOAP 1.1), serving
-the REAL contract from shared/realworld/ and answering CreateArrearsAgreement and GetArrearsAgreementByRef.
+the REAL contract (shipped in standards/) and answering CreateArrearsAgreement and GetArrearsAgreementByRef.
 
 Its SOAP plumbing (SoapEndpoint, SoapState, FailurePlan, serve) is in simulators.soap_service.
 """
@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from connectors.soap_loader import load_client
-from hub.settings import REPO_ROOT
+from hub.bundled import folder
 from simulators.control import DemoServer
 from simulators.soap_service import (
     SOAP11,
@@ -27,7 +27,7 @@ from simulators.soap_service import (
     serve,
 )
 
-CONTRACT = REPO_ROOT.parent / "shared" / "realworld" / "civica-universal-housing-wsdl"
+CONTRACT = folder("standards") / "civica-universal-housing-wsdl"
 SVC_PATH = "/webservices/ArrearsAgreementService.svc"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 # the key of the UH user field that carries the hub's idempotency key (see the mapping)
@@ -47,7 +47,7 @@ def xsd_files(contract: Path) -> dict[str, str]:
     """`xsd0` -> file name, read from the Reference.map WCF's client generator wrote beside the WSDL."""
     found: dict[str, str] = {}
     for result in safe_parse((contract / "Reference.map").read_bytes()).iter("DiscoveryClientResult"):
-        url, _, query = result.get("url", "").partition("?xsd=")
+        _, _, query = result.get("url", "").partition("?xsd=")
         if query:
             found[query] = result.get("filename", "")
     return found

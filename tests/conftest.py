@@ -3,8 +3,11 @@ markers by folder."""
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +36,31 @@ def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _shift_the_clock() -> None:
+    """TEST_CLOCK_AHEAD_DAYS=N runs the tests with this process's clock N days ahead (the wall
+    clock only: time.time and datetime.now; timeouts keep real time), so a test that writes a
+    timestamp the calendar will pass fails now rather than on that day (`make test-future`).
+    libfaketime cannot do it for Python 3.11: its clock_nanosleep and timed waits break."""
+    days = os.environ.get("TEST_CLOCK_AHEAD_DAYS")
+    if not days:
+        return
+    import time_machine
+
+    traveller = time_machine.travel(datetime.now(UTC) + timedelta(days=int(days)), tick=True)
+    traveller.start()
+    atexit.register(traveller.stop)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # servers.py registers close_all() with atexit; SIGTERM would skip atexit by default.
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    _shift_the_clock()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    days = os.environ.get("TEST_CLOCK_AHEAD_DAYS")
+    return f"clock: {days} days ahead (TEST_CLOCK_AHEAD_DAYS), now {datetime.now(UTC).isoformat()}" if days else None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

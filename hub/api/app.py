@@ -65,7 +65,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     problems.install(app)
     app.include_router(intake.router)
     app.include_router(open311.create_router(runtime.settings.config_dir / "open311" / "services.yaml"))
-    app.include_router(govuk.create_router(runtime.settings.config_dir / "govuk" / "forms.yaml"))
+    app.include_router(govuk.create_router(runtime.settings.config_dir / "govuk" / "forms.yaml", runtime.settings.standards_dir))
     app.include_router(admin.router)
     app.include_router(admin_submissions.router)
     app.include_router(status_updates.router)

@@ -21,15 +21,15 @@ from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep, may_submit
 from hub.api.intake import Receipt, read_body
 from hub.api.problems import Problem, problem_responses
 from hub.api.submitting import receipt, store_submission
+from hub.bundled import standards_path
 from hub.errors import ConfigError, SchemaError
 from hub.forms import Form, compile_form
 from hub.logs import get_logger
-from hub.settings import REPO_ROOT
 from hub.store import submissions as store
 
 log = get_logger("hub.govuk")
-# GOV.UK's published contract, kept beside the repository, never copied into it
-SUBMISSION_SCHEMA = REPO_ROOT.parent / "shared" / "realworld" / "govuk-forms" / "json_submission_schema_v1.json"
+# GOV.UK's published contract, shipped in standards/ (or a council's copy in HUB_STANDARDS_DIR)
+SUBMISSION_SCHEMA = "standards:///govuk-forms/json_submission_schema_v1.json"
 _FORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -81,9 +81,10 @@ def request_schema(schema_path: Path) -> dict[str, Any]:
     return schema
 
 
-def create_router(forms_file: Path, schema_path: Path = SUBMISSION_SCHEMA) -> APIRouter:
+def create_router(forms_file: Path, standards_dir: Path | None = None) -> APIRouter:
     """The GOV.UK Forms endpoint; the form map and GOV.UK's schema are read once, here."""
     forms_map = load_forms_map(forms_file)
+    schema_path = standards_path(SUBMISSION_SCHEMA, standards_dir)
     contract: Form | None
     try:
         contract = compile_form("govuk-json-submission", 1, schema_path)

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
-from hub.api.bounds import bound_errors
 from hub.api.batching import IntakeBatcher
+from hub.api.bounds import bound_errors
 from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep, may_submit
 from hub.api.problems import Problem, problem_responses
 from hub.api.submitting import receipt, store_submission
@@ -49,7 +49,8 @@ class DeliveryStatus(BaseModel):
 
 class TimelineEntry(BaseModel):
     """One step of a submission's life: `received`, a delivery `delivered` or `parked`, or a
-    `status` a back office reported (`source` push or poll)."""
+    `status` a back office reported (`source` push or poll). `at` is when the hub recorded it,
+    which orders the timeline; `occurred_at` is the back office's own time for a status."""
 
     at: str
     event: Literal["received", "delivered", "parked", "status"]
@@ -58,6 +59,7 @@ class TimelineEntry(BaseModel):
     message: str | None = None
     source: str | None = None
     external_reference: str | None = None
+    occurred_at: str | None = None
 
 
 class SubmissionStatus(BaseModel):
@@ -66,7 +68,7 @@ class SubmissionStatus(BaseModel):
     form_version: int
     received_at: str
     deliveries: list[DeliveryStatus]
-    # in time order
+    # in the order the hub recorded each entry
     timeline: list[TimelineEntry]
 
 

@@ -2,7 +2,7 @@
 kept in the browser between the redirect to the identity provider and its callback.
 
 Both are JWTs signed (HS256) with keys derived from HUB_SESSION_KEY, one key per purpose, so a
-login-state cookie can never be used as a session. Unset, a development key is made in var/.
+login-state cookie can never be used as a session. Unset, a development key is made in the data directory (never in production).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import OctKey
 
 from hub.config import Staff
-from hub.crypto import _dev_secret
+from hub.crypto import dev_secret
 from hub.settings import Settings
 
 ISSUER = "council-connector-hub"
@@ -40,7 +40,7 @@ class SessionExpired(SessionError):
 def session_secret(settings: Settings) -> bytes:
     if settings.session_key is not None:
         return settings.session_key.get_secret_value().encode()
-    return _dev_secret("session.key", lambda: secrets.token_hex(32)).encode()
+    return dev_secret(settings, "session.key", lambda: secrets.token_hex(32)).encode()
 
 
 def _key(secret: bytes, purpose: str) -> OctKey:

@@ -212,7 +212,7 @@ def history(conn: Connection, submission_id: int) -> dict[str, list[dict[str, An
     """A submission's deliveries and its timeline, as staff and the resident may see them."""
     rows = conn.execute(select(deliveries).where(deliveries.c.submission_id == submission_id).order_by(deliveries.c.id)).all()
     events = conn.execute(
-        select(status_events).where(status_events.c.submission_id == submission_id).order_by(status_events.c.occurred_at, status_events.c.id)
+        select(status_events).where(status_events.c.submission_id == submission_id).order_by(status_events.c.id)
     ).all()
     return {
         "deliveries": [delivery_view(d) for d in rows],
@@ -223,7 +223,9 @@ def history(conn: Connection, submission_id: int) -> dict[str, list[dict[str, An
                 "connector": e.connector,
                 "source": e.source,
                 "occurred_at": e.occurred_at.isoformat(),
+                "recorded_at": e.recorded_at.isoformat(),
             }
+            # in the order the hub recorded them (a back office's clock may be wrong)
             for e in events
         ],
     }

@@ -1,5 +1,10 @@
 """A submission's timeline for the front end that sent it: received, each delivery's outcome,
-and every status its back offices reported (pushed or polled), in time order.
+and every status its back offices reported (pushed or polled), in the order the hub learnt them.
+
+The order is the hub's own clock (`at`: when the hub recorded each entry), never a back office's:
+a back office with a wrong clock, or a status polled late, cannot make the timeline say a case was
+answered before it was received. The back office's own time is shown beside its entry as
+`occurred_at`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ _ORDER = {"received": 0, "delivered": 1, "parked": 1, "status": 2}
 
 
 def _entry(at: datetime, event: str, **fields: Any) -> dict[str, Any]:
+    occurred_at: datetime | None = fields.get("occurred_at")
     return {
         "at": at.isoformat(),
         "event": event,
@@ -25,6 +31,7 @@ def _entry(at: datetime, event: str, **fields: Any) -> dict[str, Any]:
         "message": fields.get("message"),
         "source": fields.get("source"),
         "external_reference": fields.get("external_reference"),
+        "occurred_at": occurred_at.isoformat() if occurred_at is not None else None,
         "_sort": (at, _ORDER[event]),
     }
 
@@ -47,13 +54,15 @@ def timeline(conn: Connection, submission_id: int, received_at: datetime, delive
     external = {d.id: d.external_reference for d in delivery_rows}
     for event in events:
         entries.append(_entry(
-            event.occurred_at,
+            # a status is recorded after the delivery it is about, so it can never sort before it
+            max(event.recorded_at, received_at),
             "status",
             connector=event.connector,
             status=event.status,
             message=event.message,
             source=event.source,
             external_reference=external.get(event.delivery_id),
+            occurred_at=event.occurred_at,
         ))
     # a stable sort keeps the order of events recorded for the same instant
     entries.sort(key=lambda entry: entry["_sort"])

@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -76,8 +77,10 @@ def test_a_pushed_status_reaches_the_timeline_and_the_front_ends_webhook(stack: 
         reference = client.post("/v1/forms/general-enquiry/submissions", json=sample("general-enquiry", "question-only")).json()["reference"]
         [delivery] = stack.wait_settled([reference])[reference]["deliveries"]
 
+        # the back office's clock is two days slow: its answer must still come after the question
+        occurred_at = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
         body = json.dumps({"external_reference": delivery["external_reference"], "status": "resolved",
-                           "message": "Answered by phone", "occurred_at": "2026-11-24T15:04:05Z"}).encode()
+                           "message": "Answered by phone", "occurred_at": occurred_at.isoformat()}).encode()
         stamp = str(int(time.time()))
         signature = hmac.new(STATUS_SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
         pushed = httpx.post(f"{api}/v1/status-updates/crm", content=body, headers={"Hub-Signature": f"t={stamp},v1={signature}"})
@@ -87,12 +90,13 @@ def test_a_pushed_status_reaches_the_timeline_and_the_front_ends_webhook(stack: 
         assert [(e["event"], e["status"], e["source"]) for e in timeline] == [
             ("received", None, "hub"), ("delivered", None, "hub"), ("status", "resolved", "push"),
         ]
+        assert timeline[-1]["occurred_at"] == occurred_at.isoformat()
         got = until(lambda: (found := events(receiver, secret)).keys() >= {"delivery.delivered", "submission.status_changed"} and found,
                     what="both webhook events")
     assert got["delivery.delivered"]["data"]["external_reference"] == delivery["external_reference"]
     assert got["submission.status_changed"]["data"] == {
         **got["submission.status_changed"]["data"], "reference": reference, "status": "resolved", "final": True,
-        "occurred_at": "2026-11-24T15:04:05+00:00",
+        "occurred_at": occurred_at.isoformat(),
     }
     assert "Answered by phone" not in b"".join(r.body for r in receiver.received).decode()
 

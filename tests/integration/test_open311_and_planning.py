@@ -16,17 +16,21 @@ import pytest
 from connectors.base import Secrets
 from hub.forms import schema_validator
 from hub.serving import ServerThread
-from hub.settings import REPO_ROOT, Settings
+from hub.settings import Settings
 from simulators.crm import FailurePlan
 from simulators.open311 import PREFIX, Open311State
 from simulators.open311 import create_app as create_open311
-from simulators.planning import ODP_DIR, PlanningState
+from simulators.planning import PlanningState
 from simulators.planning import create_app as create_planning
 from tests.support.embedded import EmbeddedHub, embedded_hub
+from tests.support.realworld import realworld
 
 SAMPLES = Settings().schemas_dir
-EXAMPLES = sorted((ODP_DIR / "examples" / "application").rglob("*.json"))
-GEOREPORT = REPO_ROOT.parent / "shared" / "realworld" / "open311" / "georeport-v2-schemas"
+
+
+def odp_examples() -> list[Path]:
+    """The 13 example applications the Open Digital Planning schemas publish."""
+    return sorted(realworld("odp-planning", "examples", "application").rglob("*.json"))
 
 
 @dataclass
@@ -78,17 +82,17 @@ def states(status: dict[str, Any]) -> dict[str, tuple[str, int]]:
 
 def test_every_odp_example_application_reaches_the_planning_system(offices: Offices) -> None:
     hub = offices.hub
-    references = [submit(hub, "planning-application", json.loads(p.read_text(encoding="utf-8"))) for p in EXAMPLES]
+    references = [submit(hub, "planning-application", json.loads(p.read_text(encoding="utf-8"))) for p in odp_examples()]
     for reference in references:
         [delivery] = hub.wait_until_settled(reference, timeout=30)["deliveries"]
         assert delivery["state"] == "delivered", delivery
         assert offices.planning.application(delivery["external_reference"]) is not None
     received = [a["application"] for a in offices.planning.applications()]
-    assert len(received) == 13 and all(json.loads(p.read_text(encoding="utf-8")) in received for p in EXAMPLES)
+    assert len(received) == 13 and all(json.loads(p.read_text(encoding="utf-8")) in received for p in odp_examples())
 
 
 def test_a_broken_application_is_refused_by_the_hub_before_any_delivery(offices: Offices) -> None:
-    broken = json.loads(EXAMPLES[0].read_text(encoding="utf-8"))
+    broken = json.loads(odp_examples()[0].read_text(encoding="utf-8"))
     broken["data"]["user"]["role"] = "landlord"
     reply = offices.hub.post("planning-application", broken)
     assert reply.status_code == 422 and reply.json()["errors"][0]["pointer"] == "/data/user/role"
@@ -120,7 +124,8 @@ def test_fly_tipping_goes_to_the_crm_and_to_street_cleansing_over_open311(office
     assert delivery["external_reference"] == request["service_request_id"]
     assert request["fields"]["address_id"] == "100023336956" and request["attributes"]["size"] == ["small_van"]
     found = httpx.get(f"{offices.street_url}/requests/{request['service_request_id']}.json").json()
-    validator = schema_validator(json.loads((GEOREPORT / "requests.json").read_text()), GEOREPORT / "requests.json")
+    requests_schema = realworld("open311", "georeport-v2-schemas", "requests.json")
+    validator = schema_validator(json.loads(requests_schema.read_text()), requests_schema)
     assert [e.message for e in validator.iter_errors(found)] == []
 
 

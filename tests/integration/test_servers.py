@@ -91,7 +91,7 @@ def test_servers_leave_no_process_behind() -> None:
     def start(server: RabbitMQServer | PostgresServer) -> None:
         try:
             server.start()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=start, args=(s,)) for s in (rabbitmq, postgres)]

@@ -23,9 +23,9 @@ from hub.serving import ServerThread
 from simulators import revenues, waste
 from tests.support import embedded
 from tests.support.embedded import EmbeddedHub
+from tests.support.realworld import realworld
 
 ROOT = Path(__file__).resolve().parents[2]
-REPLIES = ROOT.parent / "shared" / "realworld" / "waste-bartec" / "replies"
 PASSWORDS = {"REVENUES_PASSWORD": "uh-" + "secret-5521", "WASTE_PASSWORD": "bartec-" + "secret-8810"}
 
 
@@ -168,7 +168,7 @@ def shape(node: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
 
 def real_reply(name: str) -> set[tuple[str, ...]]:
     # the saved replies are SOAP bodies' contents; some use xsi: declared on the envelope they came in
-    text = (REPLIES / name).read_bytes()
+    text = realworld("waste-bartec", "replies", name).read_bytes()
     return shape(etree.fromstring(b'<body xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">' + text + b"</body>"))
 
 

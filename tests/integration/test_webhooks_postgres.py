@@ -18,7 +18,8 @@ from hub.settings import Settings
 from hub.store import status_events, webhooks
 from hub.store import submissions as submissions_store
 from hub.store.migrate import upgrade
-from hub.store.tables import deliveries, status_events as status_table, webhook_deliveries
+from hub.store.tables import deliveries, webhook_deliveries
+from hub.store.tables import status_events as status_table
 from hub.webhooks import WebhookSender, new_secret
 from tests.support.servers import PostgresServer
 from tests.support.webhook_receiver import Receiver

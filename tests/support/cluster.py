@@ -315,7 +315,7 @@ class RabbitMQCluster:
             try:
                 conn.connect()
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            except Exception as exc:
                 last = exc
             finally:
                 with contextlib.suppress(Exception):

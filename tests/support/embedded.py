@@ -86,10 +86,10 @@ def embedded_hub(
     key, westvale_key = "demo-key-" + secrets.token_hex(8), "westvale-key-" + secrets.token_hex(8)
     staff_token, westvale_staff_token = "staff-" + secrets.token_hex(8), "wv-staff-" + secrets.token_hex(8)
     env = {
-        "HUB_DEMO_STAFF_TOKEN": staff_token,
-        "HUB_WESTVALE_STAFF_TOKEN": westvale_staff_token,
+        "DEMO_STAFF_TOKEN": staff_token,
+        "WESTVALE_STAFF_TOKEN": westvale_staff_token,
         "HUB_DEMO_API_KEY": key,
-        "HUB_WESTVALE_API_KEY": westvale_key,
+        "WESTVALE_API_KEY": westvale_key,
         "CRM_URL": crm_server.url,
         "CRM_API_TOKEN": crm.token or "",
         "GARDEN_WASTE_URL": garden_server.url,

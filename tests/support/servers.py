@@ -7,7 +7,7 @@ Each server runs from a private temp directory on free loopback ports:
   group so that stopping it kills every process it started; or
 * in Docker through testcontainers, when a Docker engine answers.
 
-``HUB_TEST_SERVERS=native|docker|auto`` (default ``auto``) picks the backend.
+``TEST_SERVERS=native|docker|auto`` (default ``auto``) picks the backend.
 
 ``stop()`` stops the server but keeps its data; ``start()`` brings the same node
 back, with its durable data, on the same port. ``close()`` stops it for good and
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pytest
+from tests.support.realworld import unavailable
 
 __all__ = [
     "PostgresServer",
@@ -68,14 +68,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def _unavailable(reason: str) -> NoReturn:
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: integration tests must not skip)", pytrace=False)
-    pytest.skip(reason)
+    unavailable(reason)
 
 
 @functools.lru_cache(maxsize=1)
@@ -93,7 +87,7 @@ def docker_available() -> bool:
 
 
 def _use_docker() -> bool:
-    choice = os.environ.get("HUB_TEST_SERVERS", "auto").strip().lower()
+    choice = os.environ.get("TEST_SERVERS", "auto").strip().lower()
     if choice == "docker":
         return True
     if choice == "native":
@@ -444,7 +438,7 @@ class RabbitMQServer:
             try:
                 conn.connect()
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            except Exception as exc:
                 last = exc
             finally:
                 with contextlib.suppress(Exception):
@@ -694,7 +688,7 @@ class PostgresServer:
                     with self._connect("postgres", timeout=2) as conn:
                         conn.execute("SELECT 1")
                     return
-                except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+                except Exception as exc:
                     last = exc
             time.sleep(0.1)
         raise ServerStartError(

@@ -13,9 +13,9 @@ from tests.support.embedded import EmbeddedHub, embedded_hub
 
 # staff id -> the environment variable config/clients.yaml reads its token from
 TOKEN_ENV = {
-    "westvale-caseworker": "HUB_WESTVALE_CASEWORKER_TOKEN",
-    "westvale-admin": "HUB_WESTVALE_ADMIN_TOKEN",
-    "eastmoor-operator": "HUB_EASTMOOR_OPERATOR_TOKEN",
+    "westvale-caseworker": "WESTVALE_CASEWORKER_TOKEN",
+    "westvale-admin": "WESTVALE_ADMIN_TOKEN",
+    "eastmoor-operator": "EASTMOOR_OPERATOR_TOKEN",
 }
 
 

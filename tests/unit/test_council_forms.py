@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,13 +12,13 @@ import yaml
 
 from hub.forms import load_forms
 from hub.settings import Settings
+from tests.support.realworld import realworld
 
 SCHEMAS = Settings().schemas_dir
 FORMS = load_forms(SCHEMAS)
-REALWORLD = Path(__file__).resolve().parents[2].parent / "shared" / "realworld"
 LIBERTY_WEBFORM = (
-    REALWORLD / "localgov-liberty-create" / "modules" / "localgov_forms_example_liberty_create_integration"
-    / "config" / "optional" / "webform.webform.liberty_create_api_example.yml"
+    "localgov-liberty-create", "modules", "localgov_forms_example_liberty_create_integration",
+    "config", "optional", "webform.webform.liberty_create_api_example.yml",
 )
 
 
@@ -94,7 +93,7 @@ def test_moving_home_lists_at_least_one_person_with_a_date_of_birth() -> None:
 
 
 def test_the_general_enquiry_has_exactly_the_input_fields_of_the_localgov_liberty_create_webform() -> None:
-    webform = yaml.safe_load(LIBERTY_WEBFORM.read_text(encoding="utf-8"))
+    webform = yaml.safe_load(realworld(*LIBERTY_WEBFORM).read_text(encoding="utf-8"))
     elements = yaml.safe_load(webform["elements"])
     # `value` elements are the CRM's answer shown back to the resident, not something they type
     inputs = {name for name, element in elements.items() if element["#type"] != "value"}

@@ -11,12 +11,12 @@ import jsonschema_rs
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from hub.api.batching import IntakeBatcher
 from hub.api import govuk, problems
-from hub.settings import REPO_ROOT
+from hub.api.batching import IntakeBatcher
 from tests.support.embedded import EmbeddedHub
+from tests.support.realworld import realworld
 
-GOVUK = REPO_ROOT.parent / "shared" / "realworld" / "govuk-forms"
+GOVUK = realworld("govuk-forms", module_level=True)
 FORM = json.loads((GOVUK / "all_question_types_form.json").read_text())
 SCHEMA = jsonschema_rs.validator_for(json.loads((GOVUK / "json_submission_schema_v1.json").read_text()), validate_formats=True)
 # What a resident typed, by GOV.UK answer_type; shaped as forms-runner's show_answer_in_json gives it
@@ -125,7 +125,8 @@ def test_without_govuks_schema_the_endpoint_says_so_and_the_hub_still_starts(hub
     app = FastAPI()
     app.state.runtime, app.state.relay, app.state.batcher = hub.runtime, None, IntakeBatcher(hub.runtime.engine)
     problems.install(app)
-    app.include_router(govuk.create_router(tmp_path / "forms.yaml", schema_path=tmp_path / "missing.json"))
+    # a council's own standards folder (HUB_STANDARDS_DIR) without GOV.UK's schema in it
+    app.include_router(govuk.create_router(tmp_path / "forms.yaml", standards_dir=tmp_path / "standards"))
     with TestClient(app) as client:
         reply = client.post("/v1/govuk-forms/submissions", json=submission(), headers={"Authorization": f"Bearer {hub.key}"})
     assert reply.status_code == 503 and "schema is missing" in reply.json()["detail"]

@@ -16,11 +16,11 @@ from connectors.open311 import Open311Connector, Open311Options
 from hub.errors import PermanentError, TransientError
 from hub.forms import schema_validator
 from hub.serving import ServerThread
-from hub.settings import REPO_ROOT
 from simulators.crm import FailurePlan
 from simulators.open311 import PREFIX, Open311State, create_app
+from tests.support.realworld import realworld
 
-GEOREPORT = REPO_ROOT.parent / "shared" / "realworld" / "open311" / "georeport-v2-schemas"
+GEOREPORT = realworld("open311", "georeport-v2-schemas", module_level=True)
 RECORD = {
     "service_code": "FLYTIP",
     "lat": 54.6536,

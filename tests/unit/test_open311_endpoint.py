@@ -18,12 +18,13 @@ from hub.api.open311 import load_services, translate
 from hub.errors import ConfigError
 from hub.forms import schema_validator
 from hub.serving import ServerThread
-from hub.settings import REPO_ROOT, Settings
+from hub.settings import Settings
 from simulators.open311 import PREFIX, Open311State
 from simulators.open311 import create_app as create_open311
 from tests.support.embedded import EmbeddedHub
+from tests.support.realworld import realworld
 
-GEOREPORT = REPO_ROOT.parent / "shared" / "realworld" / "open311" / "georeport-v2-schemas"
+GEOREPORT = realworld("open311", "georeport-v2-schemas", module_level=True)
 SERVICES = Settings().config_dir / "open311" / "services.yaml"
 # A fly-tipping report as FixMyStreet posts it: form fields, a multivaluelist as attribute[code][]
 FMS_REPORT = [

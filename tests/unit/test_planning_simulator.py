@@ -18,9 +18,10 @@ from hub.forms import load_forms
 from hub.serving import ServerThread
 from hub.settings import Settings
 from simulators.crm import FailurePlan
-from simulators.planning import ODP_DIR, PlanningState, create_app
+from simulators.planning import PlanningState, create_app
+from tests.support.realworld import realworld
 
-EXAMPLES = sorted((ODP_DIR / "examples" / "application").rglob("*.json"))
+EXAMPLES = sorted(realworld("odp-planning", "examples", "application", module_level=True).rglob("*.json"))
 COMMENT = {
     "id": "EDC-4K7QW2M9TR",
     "sentiment": "objection",
@@ -145,5 +146,5 @@ def test_a_form_schema_reads_a_referenced_schema_from_a_file_beside_it(tmp_path:
 def test_a_form_schema_may_not_fetch_a_reference_over_the_network(tmp_path: Path) -> None:
     (tmp_path / "lookup").mkdir()
     (tmp_path / "lookup" / "1.json").write_text(json.dumps({"$ref": "https://schemas.example.org/address.json"}))
-    with pytest.raises(SchemaError, match="only local files may be referenced, not https URLs"):
+    with pytest.raises(SchemaError, match="only local files and standards:/// may be referenced, not https URLs"):
         load_forms(tmp_path)

@@ -12,7 +12,7 @@ from connectors.rest import RestConnector
 from hub.config import ConnectorConfig
 from hub.errors import ConfigError, PermanentError, TransientError
 from hub.serving import ServerThread
-from simulators.crm import FailurePlan, CrmState, create_app
+from simulators.crm import CrmState, FailurePlan, create_app
 
 RECORD = {
     "client_unique_identifier": "EDC-0000000001/crm",

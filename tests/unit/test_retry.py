@@ -21,6 +21,6 @@ def test_backoff_grows_exponentially_with_full_jitter_and_is_capped() -> None:
     rng = random.Random(7)
     for attempt, ceiling in ((1, 2), (2, 4), (3, 8), (4, 10), (9, 10)):
         waits = [backoff_seconds(POLICY, attempt, rng) for _ in range(500)]
-        assert 0 <= min(waits) and max(waits) <= ceiling
+        assert min(waits) >= 0 and max(waits) <= ceiling
         # full jitter spreads waits over the whole range, not just near the ceiling
         assert min(waits) < ceiling * 0.1 and max(waits) > ceiling * 0.9

@@ -24,9 +24,9 @@ from connectors.soap import SoapConnector, classify_fault
 from hub.config import load_config
 from hub.errors import ConfigError, PermanentError, TransientError
 from hub.mapping_cases import mapping_cases
+from tests.support.realworld import realworld
 
 ROOT = Path(__file__).resolve().parents[2]
-CIVICA = ROOT.parent / "shared" / "realworld" / "civica-universal-housing-wsdl"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 UH = "http://schemas.civica.co.uk/UHWeb/2013/03"
 ENV = {"REVENUES_PASSWORD": "uh-secret-7781", "WASTE_PASSWORD": "bartec-secret-2290"}
@@ -134,12 +134,13 @@ def test_describe_lists_the_nine_civica_operations_with_their_argument_types(con
 
 def test_a_wsdl_importing_an_unlisted_url_is_refused_by_name_without_a_network_call(tmp_path: Path, no_network: list[Any]) -> None:
     wsdl = tmp_path / "service.wsdl"
-    original = (CIVICA / "ArrearsAgreementService.wsdl").read_text(encoding="utf-8")
+    civica = realworld("civica-universal-housing-wsdl")
+    original = (civica / "ArrearsAgreementService.wsdl").read_text(encoding="utf-8")
     wsdl.write_text(original.replace("http://lbhuhwwebp01/civica-uh-gateway-dev/webservices/ArrearsAgreementService.svc?xsd=xsd1", "http://schemas.example.net/serialization.xsd"))
     with pytest.raises(ConfigError, match=r"imports http://schemas\.example\.net/serialization\.xsd, which is not listed in xsd_locations"):
         SoapConnector("revenues", SoapConnector.options_model.model_validate({
             "wsdl": str(wsdl), "operation": "CreateArrearsAgreement",
-            "xsd_locations": {"?xsd=xsd0": str(CIVICA / "ArrearsAgreementService1.xsd"), "?xsd=xsd2": str(CIVICA / "ArrearsAgreementService.xsd")},
+            "xsd_locations": {"?xsd=xsd0": str(civica / "ArrearsAgreementService1.xsd"), "?xsd=xsd2": str(civica / "ArrearsAgreementService.xsd")},
         }), Secrets({}))
     assert no_network == []
 

@@ -51,7 +51,7 @@ def start_hub(tmp_path: Path, issuer: Issuer, staff_auth: str = "both") -> tuple
         oidc_issuer=issuer.url,
         session_key=secret,  # type: ignore[arg-type]
     )
-    runtime = Runtime.build(settings, {"HUB_WESTVALE_ADMIN_TOKEN": LOCAL_TOKEN})
+    runtime = Runtime.build(settings, {"WESTVALE_ADMIN_TOKEN": LOCAL_TOKEN})
     upgrade(runtime.engine)
     server = ServerThread(create_app(runtime))
     # the hub's redirect URI is only known once its port is: register it, then start serving

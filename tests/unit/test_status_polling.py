@@ -32,8 +32,8 @@ from simulators.open311 import create_app as create_open311
 from simulators.waste import WasteState
 from simulators.waste import create_app as create_waste
 from tests.support.embedded import EmbeddedHub, embedded_hub
+from tests.support.realworld import realworld
 
-REAL = REPO_ROOT.parent / "shared" / "realworld"
 SCHEMAS = Settings().schemas_dir
 FLYTIP = {"service_code": "FLYTIP", "lat": 54.65, "long": -5.67, "description": "Tyres in the lay-by",
           "attributes": {"waste_type": ["tyres"], "size": "car_boot"}}
@@ -80,7 +80,7 @@ def test_the_simulators_requests_list_matches_the_georeport_v2_schema(council: t
     connector = open311(url)
     ids = [sent(connector, FLYTIP, f"EDC-{n}") for n in range(3)]
     reply = httpx.get(f"{url}{PREFIX}/requests.json", params={"service_request_id": ",".join(ids[:2]), "jurisdiction_id": "eastmoor.example.org"})
-    schema = REAL / "open311" / "georeport-v2-schemas" / "requests.json"
+    schema = realworld("open311", "georeport-v2-schemas", "requests.json")
     assert [e.message for e in schema_validator(json.loads(schema.read_text()), schema).iter_errors(reply.json())] == []
     assert [r["service_request_id"] for r in reply.json()] == ids[:2]
 
@@ -111,7 +111,7 @@ class StagedBartec(BaseAdapter):
 
     def __init__(self, reply_file: str) -> None:
         super().__init__()
-        self.body = (REAL / "waste-bartec" / "replies" / reply_file).read_text()
+        self.body = realworld("waste-bartec", "replies", reply_file).read_text()
         self.sent: list[requests.PreparedRequest] = []
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]

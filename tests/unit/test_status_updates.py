@@ -7,6 +7,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,19 @@ def test_a_signed_update_joins_the_timeline_after_received_and_delivered(hub: Em
     assert [(e["event"], e["connector"], e["status"]) for e in timeline] == [
         ("received", None, None), ("delivered", "crm", None), ("status", "crm", "in_progress"),
     ]
+    # ordered by when the hub recorded it; the back office's own time is shown beside it
     assert timeline[2] == {**timeline[2], "message": "Passed to the waste team", "source": "push",
-                           "external_reference": case, "at": "2099-01-01T09:30:00+00:00"}
+                           "external_reference": case, "occurred_at": "2099-01-01T09:30:00+00:00"}
+    assert timeline[1]["at"] <= timeline[2]["at"] < "2099"
+
+
+def test_a_status_whose_clock_is_behind_still_comes_after_received_and_delivered(hub: EmbeddedHub) -> None:
+    reference, case = delivered(hub)
+    slow_clock = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
+    assert push(hub, {"external_reference": case, "status": "closed", "occurred_at": slow_clock.isoformat()}).status_code == 202
+    timeline = hub.status(reference).json()["timeline"]
+    assert [e["event"] for e in timeline] == ["received", "delivered", "status"]
+    assert timeline[2]["occurred_at"] == slow_clock.isoformat()
 
 
 def test_a_repeated_push_is_recorded_once_and_answered_the_same(hub: EmbeddedHub) -> None:
