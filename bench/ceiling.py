@@ -172,7 +172,7 @@ def validation(count: int = 2000, repeat: int = 5) -> dict[str, Any]:
 
     from bench.payloads import SCHEMA
     from bench.peer.schema import peer_validator
-    from hub.forms import compile_form
+    from hub.intake.forms import compile_form
 
     schema = json.loads(SCHEMA.read_text())
     bodies = payloads(count, seed=99)

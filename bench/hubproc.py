@@ -16,7 +16,7 @@ from typing import Any
 import pika
 
 from bench.processes import Group, free_port, python, spawn, stop
-from hub.crypto import new_key
+from hub.privacy.sealing import new_key
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -154,8 +154,8 @@ class HubStack:
         from sqlalchemy import insert
 
         from bench.payloads import payload
-        from hub.crypto import Sealer, subject_digest
-        from hub.forms import load_forms
+        from hub.intake.forms import load_forms
+        from hub.privacy.sealing import Sealer, subject_digest
         from hub.store.db import make_engine
         from hub.store.submissions import new_reference
         from hub.store.tables import customer_links, deliveries, outbox, submissions

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
 from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
 from hub.logs import get_logger
-from hub.outbound import OutboundRefused, check_host, network_hosts
+from hub.outbound.guard import OutboundRefused, check_host, network_hosts
 
 log = get_logger("connectors.amqp")
 ROUTING_FIELDS = ("form_id", "tenant", "connector", "reference")

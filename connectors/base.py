@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hub.errors import ConfigError
 from hub.logs import add_secrets
-from hub.outbound import AllowList, current_allow_list
+from hub.outbound.guard import AllowList, current_allow_list
 
 
 @dataclass(frozen=True)

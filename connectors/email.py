@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
 from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
 from hub.logs import get_logger
-from hub.outbound import OutboundRefused, check_host
+from hub.outbound.guard import OutboundRefused, check_host
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 log = get_logger("connectors.email")

@@ -16,7 +16,7 @@ import httpx
 from connectors.base import Health
 from connectors.http_wire import WireTransport
 from hub.errors import PermanentError, TransientError
-from hub.outbound import AllowList, OutboundRefused, check_host, current_allow_list, safe_addresses
+from hub.outbound.guard import AllowList, OutboundRefused, check_host, current_allow_list, safe_addresses
 
 TRANSIENT_STATUS = frozenset({408, 425, 429})
 

@@ -11,9 +11,9 @@ from importlib.metadata import entry_points
 from pydantic import ValidationError
 
 from connectors.base import Connector, Secrets
-from hub.config import ConnectorConfig
+from hub.config.files import ConnectorConfig
 from hub.errors import ConfigError
-from hub.outbound import UNRESTRICTED, AllowList, building_with
+from hub.outbound.guard import UNRESTRICTED, AllowList, building_with
 
 ENTRY_POINT_GROUP = "hub.connectors"
 
@@ -61,7 +61,7 @@ class ConnectorRegistry:
 
     def build(self, config: ConnectorConfig, secrets: Secrets, outbound: AllowList | None = None) -> Connector:
         """A connector from its configuration. `outbound` is the allow-list of the tenants it serves
-        (`hub.connector_hosts.connector_allow_list`); without it only link-local and metadata
+        (`hub.config.connector_hosts.connector_allow_list`); without it only link-local and metadata
         addresses are refused. The connector finds it as `self.outbound`, and so do the HTTP
         clients and WSDL loaders it makes while it is built."""
         connector_class = self.get(config.type)

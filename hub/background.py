@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from hub import retention
+from hub.delivery.status_polling import StatusPoller
+from hub.delivery.webhook_sender import WebhookSender
 from hub.logs import get_logger
-from hub.pollers import StatusPoller
+from hub.privacy import retention
 from hub.runtime import Runtime
-from hub.webhooks import WebhookSender
 
 log = get_logger("hub.background")
 

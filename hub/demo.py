@@ -19,15 +19,15 @@ from typing import Any
 import httpx
 
 from hub.api.app import create_app
+from hub.api.server_thread import ServerThread
 from hub.background import Periodic, jobs
+from hub.config.settings import Settings
+from hub.delivery.worker import Worker
 from hub.logs import configure
-from hub.relay import Relay
+from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
-from hub.serving import ServerThread
-from hub.settings import Settings
 from hub.store import submissions as store
 from hub.store.migrate import upgrade
-from hub.worker import Worker
 from simulators.catalogue import DemoBackOffice, start_all
 
 

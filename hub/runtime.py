@@ -13,17 +13,17 @@ from sqlalchemy import Engine
 
 from connectors.base import Connector, Secrets
 from connectors.registry import ConnectorRegistry
-from hub import production
-from hub.broker import Topology
-from hub.config import HubConfig, load_config
-from hub.connector_hosts import connector_allow_list, outbound_problems
-from hub.crypto import Sealer, index_key, sealer
+from hub.config import production
+from hub.config.connector_hosts import connector_allow_list, outbound_problems
+from hub.config.files import HubConfig, load_config
+from hub.config.settings import Settings
+from hub.delivery.mapping import Mapping as RecordMapping
+from hub.delivery.mapping import load_mappings
 from hub.errors import ConfigError
-from hub.forms import FormRegistry, load_forms
-from hub.mapping import Mapping as RecordMapping
-from hub.mapping import load_mappings
-from hub.routing import Router
-from hub.settings import Settings
+from hub.intake.forms import FormRegistry, load_forms
+from hub.intake.routing import Router
+from hub.privacy.sealing import Sealer, index_key, sealer
+from hub.relay.transport import Topology
 from hub.store.db import make_engine
 
 

@@ -110,7 +110,7 @@ class DemoServer:
     """A simulator app the demo started on loopback; `summary()` says what it received, `stop()` stops it."""
 
     def __init__(self, name: str, app: FastAPI, summary: Callable[[], str], path: str = "") -> None:
-        from hub.serving import ServerThread  # only the demo needs a server thread
+        from hub.api.server_thread import ServerThread  # only the demo needs a server thread
 
         self._server = ServerThread(app).start()
         self.name, self.url, self._summary = name, self._server.url + path, summary

@@ -19,7 +19,7 @@ import jsonschema_rs
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hub.bundled import folder
+from hub.config.bundled import folder
 from simulators.control import (
     DemoServer,
     FailurePlan,

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from connectors.soap_loader import load_client
-from hub.bundled import folder
+from hub.config.bundled import folder
 from simulators.control import DemoServer
 from simulators.soap_service import (
     SOAP11,

@@ -12,11 +12,11 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from hub.api.batching import IntakeBatcher
 from hub.api.problems import Problem
 from hub.auth.sessions import session_secret
-from hub.config import Client
-from hub.relay import Relay
+from hub.config.files import Client
+from hub.intake.group_commit import IntakeBatcher
+from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
 from hub.store.clients import ClientCache
 

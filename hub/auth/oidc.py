@@ -20,8 +20,8 @@ from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
 
 from hub.auth.sessions import LoginState
+from hub.config.settings import Settings
 from hub.logs import get_logger
-from hub.settings import Settings
 
 log = get_logger("hub.auth")
 TIMEOUT_SECONDS = 10.0

@@ -18,9 +18,9 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import OctKey
 
-from hub.config import Staff
-from hub.crypto import dev_secret
-from hub.settings import Settings
+from hub.config.files import Staff
+from hub.config.settings import Settings
+from hub.privacy.sealing import dev_secret
 
 ISSUER = "council-connector-hub"
 SESSION_AUDIENCE = "council-connector-hub/admin"

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.config import CircuitPolicy
+from hub.config.files import CircuitPolicy
 from hub.store import audit
 from hub.store.tables import circuits
 

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.config import Client, HubConfig, hash_api_key
-from hub.forms import FormRegistry
+from hub.config.files import Client, HubConfig, hash_api_key
+from hub.intake.forms import FormRegistry
 from hub.store import audit
 from hub.store.tables import api_clients
 

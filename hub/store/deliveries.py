@@ -34,7 +34,7 @@ class DeliveryJob:
     client_id: str
     form_id: str
     form_version: int
-    # sealed (hub.crypto); None once retention or an erasure removed it
+    # sealed (hub.privacy.sealing); None once retention or an erasure removed it
     payload: str | None
     received_at: datetime
 

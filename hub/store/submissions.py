@@ -42,7 +42,7 @@ class NewSubmission:
     client_id: str
     form_id: str
     form_version: int
-    # the payload sealed by hub.crypto.Sealer: the store never sees personal data in the clear
+    # the payload sealed by hub.privacy.sealing.Sealer: the store never sees personal data in the clear
     sealed_payload: str
     body_sha256: str
     idempotency_key: str | None

@@ -67,7 +67,7 @@ submissions = Table(
     Column("client_id", String(64), nullable=False),
     Column("form_id", String(128), nullable=False),
     Column("form_version", Integer, nullable=False),
-    # the form's answers, sealed with Fernet (hub/crypto.py); NULL once purged by retention
+    # the form's answers, sealed with Fernet (hub/privacy/sealing.py); NULL once purged by retention
     Column("payload", Text),
     Column("received_at", UTCDateTime, nullable=False),
     # retention purged the payload (the reference and metadata stay)

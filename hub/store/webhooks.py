@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from hub.crypto import Sealer
+from hub.privacy.sealing import Sealer
 from hub.store.tables import webhook_deliveries, webhooks
 
 EVENT_TYPES = ("delivery.delivered", "delivery.parked", "submission.status_changed")

@@ -8,7 +8,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from simulators.crm import FailurePlan
 from tests.support.processes import HubProcesses
 from tests.support.servers import RabbitMQServer

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from tests.support.processes import REPO, HubProcesses
 
 PLUGIN = {

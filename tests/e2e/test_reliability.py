@@ -7,7 +7,7 @@ import json
 import signal
 import time
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from simulators.crm import FailurePlan
 from tests.support.processes import HubProcesses
 from tests.support.servers import RabbitMQServer

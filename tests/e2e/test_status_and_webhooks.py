@@ -17,8 +17,8 @@ import pytest
 import yaml
 from standardwebhooks import Webhook as StandardWebhook
 
-from hub.serving import ServerThread
-from hub.settings import Settings
+from hub.api.server_thread import ServerThread
+from hub.config.settings import Settings
 from simulators.open311 import PREFIX, Open311State
 from simulators.open311 import create_app as create_open311
 from tests.support.processes import HubProcesses

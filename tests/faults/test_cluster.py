@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from tests.faults.counting import Tally, assert_nothing_lost_or_doubled
 from tests.support.cluster import RabbitMQCluster
 from tests.support.processes import HubProcesses, hub_processes

@@ -8,7 +8,7 @@ import random
 import threading
 import time
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from simulators.crm import FailurePlan
 from tests.faults.counting import Tally, assert_nothing_lost_or_doubled
 from tests.support.processes import HubProcesses

@@ -18,8 +18,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from hub.api.app import create_app
+from hub.config.settings import Settings
 from hub.runtime import Runtime
-from hub.settings import Settings
 from tests.support.embedded import EmbeddedHub, embedded_hub
 
 MAX_EXAMPLES = 50

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, delete, text, update
 from sqlalchemy.exc import DBAPIError
 
-from hub.config import load_config
-from hub.settings import Settings
+from hub.config.files import load_config
+from hub.config.settings import Settings
 from hub.store import audit, circuits, clients
 from hub.store.db import make_engine
 from hub.store.migrate import upgrade

@@ -28,7 +28,7 @@ from connectors.amqp import AmqpConnector
 from connectors.base import DeliveryContext, Secrets
 from connectors.email import EmailConnector
 from connectors.registry import ConnectorRegistry
-from hub.config import ConnectorConfig
+from hub.config.files import ConnectorConfig
 from hub.errors import PermanentError, TransientError
 from simulators import backoffice_amqp, mail
 from simulators.mail import MailSink

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from connectors.base import Secrets
-from hub.forms import schema_validator
-from hub.serving import ServerThread
-from hub.settings import Settings
+from hub.api.server_thread import ServerThread
+from hub.config.settings import Settings
+from hub.intake.forms import schema_validator
 from simulators.crm import FailurePlan
 from simulators.open311 import PREFIX, Open311State
 from simulators.open311 import create_app as create_open311

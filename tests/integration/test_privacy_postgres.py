@@ -13,16 +13,16 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, insert, select, text, update
 
-from hub import retention
-from hub.config import HubConfig, RetentionRule
-from hub.crypto import Sealer
-from hub.store import privacy
+from hub.config.files import HubConfig, RetentionRule
+from hub.privacy import retention
+from hub.privacy.sealing import Sealer
+from hub.privacy.subjects import ERASED_REASON, erase, export
+from hub.store import personal_data as privacy
 from hub.store import submissions as store
 from hub.store.db import make_engine
 from hub.store.migrate import upgrade
 from hub.store.replay import audit_entries
 from hub.store.tables import attempts, deliveries
-from hub.subjects import ERASED_REASON, erase, export
 from tests.support.privacy import FORMS, INDEX_KEY, links_of, messages_of, plant, row, sample
 from tests.support.servers import PostgresServer
 

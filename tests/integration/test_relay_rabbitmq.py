@@ -12,9 +12,9 @@ import pytest
 from kombu.connection import Connection
 from sqlalchemy import func, select
 
-from hub.relay import Relay
+from hub.config.settings import Settings
+from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
-from hub.settings import Settings
 from hub.store import submissions as store
 from hub.store.migrate import upgrade
 from hub.store.tables import outbox

@@ -17,9 +17,9 @@ from lxml import etree
 from connectors.base import DeliveryContext, Secrets
 from connectors.registry import ConnectorRegistry
 from connectors.soap import SoapConnector
-from hub.config import load_config
+from hub.api.server_thread import ServerThread
+from hub.config.files import load_config
 from hub.errors import PermanentError, TransientError
-from hub.serving import ServerThread
 from simulators import revenues, waste
 from tests.support import embedded
 from tests.support.embedded import EmbeddedHub

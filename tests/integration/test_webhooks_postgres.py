@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import func, select
 from standardwebhooks import Webhook as StandardWebhook
 
-from hub.config import RetryPolicy
+from hub.config.files import RetryPolicy
+from hub.config.settings import Settings
+from hub.delivery.webhook_sender import WebhookSender, new_secret
 from hub.runtime import Runtime
-from hub.settings import Settings
 from hub.store import status_events, webhooks
 from hub.store import submissions as submissions_store
 from hub.store.migrate import upgrade
 from hub.store.tables import deliveries, webhook_deliveries
 from hub.store.tables import status_events as status_table
-from hub.webhooks import WebhookSender, new_secret
 from tests.support.servers import PostgresServer
 from tests.support.webhook_receiver import Receiver
 

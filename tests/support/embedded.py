@@ -17,13 +17,13 @@ import httpx
 from kombu import Connection
 
 from hub.api.app import create_app
-from hub.config import CircuitPolicy, RetryPolicy, load_config
-from hub.relay import Relay
+from hub.api.server_thread import ServerThread
+from hub.config.files import CircuitPolicy, RetryPolicy, load_config
+from hub.config.settings import Settings
+from hub.delivery.worker import Worker
+from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
-from hub.serving import ServerThread
-from hub.settings import Settings
 from hub.store.migrate import upgrade
-from hub.worker import Worker
 from simulators.crm import CrmState
 from simulators.crm import create_app as create_crm
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
-from hub.crypto import Sealer, subject_digest
-from hub.forms import FormRegistry, load_forms
-from hub.settings import Settings
+from hub.config.settings import Settings
+from hub.intake.forms import FormRegistry, load_forms
+from hub.privacy.sealing import Sealer, subject_digest
 from hub.store import submissions as store
 from hub.store.tables import customer_links, deliveries, outbox, status_events, submissions
 
@@ -103,7 +103,7 @@ def add_staff(hub: Any, staff_id: str, tenant: str, *roles: str) -> str:
     """A member of staff added to a running embedded hub; returns their bearer token."""
     import secrets
 
-    from hub.config import Staff, hash_api_key
+    from hub.config.files import Staff, hash_api_key
 
     token = f"{staff_id}-" + secrets.token_hex(8)
     hub.runtime.config.staff[staff_id] = Staff(id=staff_id, tenant=tenant, roles=roles)

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from hub.serving import ServerThread
+from hub.api.server_thread import ServerThread
 from simulators.crm import CrmState
 from simulators.crm import create_app as create_crm
 from tests.support.servers import free_port

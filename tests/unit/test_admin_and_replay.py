@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import CircuitPolicy
-from hub.settings import Settings
+from hub.config.files import CircuitPolicy
+from hub.config.settings import Settings
 from simulators.crm import FailurePlan
 from tests.support.embedded import EmbeddedHub, embedded_hub
 

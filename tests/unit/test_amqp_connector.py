@@ -15,7 +15,7 @@ from kombu.entity import Exchange, Queue
 from connectors.amqp import AmqpConnector
 from connectors.base import DeliveryContext, Secrets
 from connectors.registry import ConnectorRegistry
-from hub.config import ConnectorConfig
+from hub.config.files import ConnectorConfig
 from hub.errors import ConfigError, PermanentError, TransientError
 from simulators.backoffice_amqp import AmqpBackOffice
 

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select, update
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from hub.store import clients
 from hub.store.tables import api_clients
 from tests.support.embedded import EmbeddedHub

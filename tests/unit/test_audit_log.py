@@ -17,8 +17,8 @@ from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from hub.api.app import create_app
+from hub.config.settings import Settings
 from hub.runtime import Runtime
-from hub.settings import Settings
 from hub.store import audit
 from hub.store.db import make_engine
 from hub.store.migrate import upgrade

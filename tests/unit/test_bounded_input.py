@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from tests.support.embedded import EmbeddedHub
 
 SAMPLE = json.loads((Settings().schemas_dir / "missed-bin-collection" / "samples" / "general-uprn.json").read_text())

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hub.config import hash_api_key
-from hub.settings import Settings
+from hub.config.files import hash_api_key
+from hub.config.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import hash_api_key, load_config
+from hub.config.files import hash_api_key, load_config
+from hub.config.settings import Settings
 from hub.errors import ConfigError
-from hub.settings import Settings
 
 REPO_CONFIG = Settings().config_dir
 

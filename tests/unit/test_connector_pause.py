@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from tests.support.embedded import EmbeddedHub
 from tests.support.staff import staffed_hub
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hub.forms import load_forms
-from hub.settings import Settings
+from hub.config.settings import Settings
+from hub.intake.forms import load_forms
 from tests.support.realworld import realworld
 
 SCHEMAS = Settings().schemas_dir

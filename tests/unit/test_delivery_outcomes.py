@@ -5,7 +5,7 @@ import time
 
 from sqlalchemy import select
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from hub.store.tables import attempts
 from simulators.crm import FailurePlan
 from tests.support.embedded import FAST_RETRY, EmbeddedHub

@@ -16,9 +16,9 @@ import pytest
 from connectors.base import DeliveryContext, Secrets
 from connectors.email import EmailConnector, record_csv
 from connectors.registry import ConnectorRegistry
-from hub.config import ConnectorConfig, load_config
+from hub.config.files import ConnectorConfig, load_config
+from hub.delivery.mapping_cases import mapping_cases
 from hub.errors import ConfigError, PermanentError, TransientError
-from hub.mapping_cases import mapping_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "mappings"

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from hub.config.settings import Settings
 from hub.errors import SchemaError
-from hub.forms import load_forms
-from hub.settings import Settings
+from hub.intake.forms import load_forms
 
 SCHEMAS = Settings().schemas_dir
 FORMS = load_forms(SCHEMAS)

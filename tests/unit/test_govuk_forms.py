@@ -11,8 +11,9 @@ import jsonschema_rs
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from hub.api import govuk, problems
-from hub.api.batching import IntakeBatcher
+from hub.api import problems
+from hub.api.routes import govuk_forms as govuk
+from hub.intake.group_commit import IntakeBatcher
 from tests.support.embedded import EmbeddedHub
 from tests.support.realworld import realworld
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from hub.batch import GroupCall
+from hub.store.group_call import GroupCall
 
 
 def test_every_caller_gets_its_own_result_and_calls_are_shared() -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from connectors.http_wire import WireTransport
-from hub.outbound import AllowList
+from hub.outbound.guard import AllowList
 
 
 class Server:

@@ -3,7 +3,7 @@
 import json
 import socket
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from tests.support.embedded import EmbeddedHub
 
 SCHEMAS = Settings().schemas_dir

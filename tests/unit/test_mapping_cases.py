@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from hub.forms import schema_validator
-from hub.mapping import Mapping, load_mappings
-from hub.mapping_cases import MappingCase, mapping_cases
+from hub.delivery.mapping import Mapping, load_mappings
+from hub.delivery.mapping_cases import MappingCase, mapping_cases
+from hub.intake.forms import schema_validator
 
 pytestmark = pytest.mark.unit
 

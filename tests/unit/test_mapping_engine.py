@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from hub.delivery.mapping import Mapping, load_mappings
+from hub.delivery.mapping_cases import mapping_cases
 from hub.errors import ConfigError, MappingError
-from hub.mapping import Mapping, load_mappings
-from hub.mapping_cases import mapping_cases
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from alembic import command
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
-from hub.crypto import Sealer
+from hub.privacy.sealing import Sealer
 from hub.store.migrate import alembic_config, upgrade
 
 ANSWERS = {"name": "Siân Pritchard", "email": "sian.pritchard@example.org", "bin": "general"}

@@ -13,9 +13,9 @@ import pytest
 
 from connectors.base import DeliveryContext, Secrets
 from connectors.open311 import Open311Connector, Open311Options
+from hub.api.server_thread import ServerThread
 from hub.errors import PermanentError, TransientError
-from hub.forms import schema_validator
-from hub.serving import ServerThread
+from hub.intake.forms import schema_validator
 from simulators.crm import FailurePlan
 from simulators.open311 import PREFIX, Open311State, create_app
 from tests.support.realworld import realworld

@@ -23,12 +23,12 @@ from starlette.routing import Route
 from connectors import http
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
 from connectors.registry import ConnectorRegistry
-from hub.config import ConnectorConfig
+from hub.api.server_thread import ServerThread
+from hub.config.files import ConnectorConfig
+from hub.config.settings import Settings
 from hub.errors import ConfigError, PermanentError
-from hub.outbound import AllowList, OutboundRefused
+from hub.outbound.guard import AllowList, OutboundRefused
 from hub.runtime import Runtime
-from hub.serving import ServerThread
-from hub.settings import Settings
 from simulators.crm import CrmState
 from simulators.crm import create_app as create_crm
 from tests.support.embedded import embedded_hub

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from connectors.base import DeliveryContext, Outcome
+from hub.config.settings import Settings
 from hub.errors import PermanentError
-from hub.settings import Settings
 from hub.store.tables import attempts, deliveries
 from tests.support.embedded import EmbeddedHub, embedded_hub
 

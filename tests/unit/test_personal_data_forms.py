@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from hub.forms import compile_form, load_forms
-from hub.pii import strings_at
-from hub.settings import Settings
+from hub.config.settings import Settings
+from hub.intake.forms import compile_form, load_forms
+from hub.privacy.personal_fields import strings_at
 
 SCHEMAS = Settings().schemas_dir
 FORMS = load_forms(SCHEMAS)

@@ -12,8 +12,8 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import insert, select
 
-from hub.crypto import UNKNOWN_KEY, Sealer, subject_digest
 from hub.logs import configure
+from hub.privacy.sealing import UNKNOWN_KEY, Sealer, subject_digest
 from hub.store import submissions as store
 from hub.store.tables import customer_links, status_events
 from tests.support.embedded import EmbeddedHub

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from sqlalchemy import insert, select
 
-from hub.crypto import Sealer
+from hub.privacy.sealing import Sealer
 from hub.store.replay import audit_entries
 from hub.store.tables import webhooks
 from simulators.crm import FailurePlan

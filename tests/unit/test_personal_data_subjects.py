@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from hub.config import RetentionRule, RetryPolicy
-from hub.retention import scheduled
+from hub.config.files import RetentionRule, RetryPolicy
+from hub.privacy.retention import scheduled
 from simulators.crm import FailurePlan
 from tests.support.embedded import EmbeddedHub
 from tests.support.privacy import INDEX_KEY, add_staff, links_of, raw_database, row, sample, use_keys
@@ -191,11 +191,11 @@ def test_submissions_stored_before_the_index_existed_are_found_once_reindexed(tm
 
     from sqlalchemy import delete
 
-    from hub.crypto import Sealer
+    from hub.privacy.sealing import Sealer
+    from hub.privacy.subjects import export, reindex
     from hub.store.db import make_engine
     from hub.store.migrate import upgrade
     from hub.store.tables import customer_links
-    from hub.subjects import export, reindex
     from tests.support.privacy import FORMS, plant
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")

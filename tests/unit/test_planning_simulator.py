@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from hub.api.server_thread import ServerThread
+from hub.config.settings import Settings
 from hub.errors import SchemaError
-from hub.forms import load_forms
-from hub.serving import ServerThread
-from hub.settings import Settings
+from hub.intake.forms import load_forms
 from simulators.crm import FailurePlan
 from simulators.planning import PlanningState, create_app
 from tests.support.realworld import realworld

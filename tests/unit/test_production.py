@@ -9,11 +9,11 @@ import pytest
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
-from hub.cli import app
-from hub.config import hash_api_key
+from hub.cli.main import app
+from hub.config.files import hash_api_key
+from hub.config.settings import Settings, load_settings
 from hub.errors import ConfigError
 from hub.runtime import Runtime
-from hub.settings import Settings, load_settings
 
 SECRET = "s" * 40
 PRODUCTION = {

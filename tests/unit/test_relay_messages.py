@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from hub.relay import messages
+from hub.delivery.worker import delivery_ids
+from hub.relay.outbox_relay import messages
 from hub.store.outbox import OutboxRow
-from hub.worker import delivery_ids
 
 
 def test_deliveries_share_messages_per_connector_in_claim_order_up_to_the_limit() -> None:

@@ -9,9 +9,9 @@ import pytest
 from connectors.base import DeliveryContext, Secrets
 from connectors.registry import ConnectorRegistry
 from connectors.rest import RestConnector
-from hub.config import ConnectorConfig
+from hub.api.server_thread import ServerThread
+from hub.config.files import ConnectorConfig
 from hub.errors import ConfigError, PermanentError, TransientError
-from hub.serving import ServerThread
 from simulators.crm import CrmState, FailurePlan, create_app
 
 RECORD = {

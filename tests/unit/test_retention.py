@@ -15,10 +15,10 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func, select
 
-from hub import retention
 from hub.background import jobs
-from hub.config import HubConfig, RetentionRule
-from hub.crypto import Sealer
+from hub.config.files import HubConfig, RetentionRule
+from hub.privacy import retention
+from hub.privacy.sealing import Sealer
 from hub.store import submissions as store
 from hub.store.db import make_engine
 from hub.store.migrate import upgrade
@@ -148,7 +148,7 @@ def test_the_retention_command_prints_counts_per_tenant_and_form_and_audits_the_
 
 
 def test_the_shipped_rule_keeps_payloads_ninety_days() -> None:
-    from hub.config import load_config
+    from hub.config.files import load_config
 
     shipped = load_config(REPO / "config", {})
     assert retention.rule_for(shipped.retention, "westvale", "missed-bin-collection") == RetentionRule(days=90)

@@ -1,8 +1,8 @@
 import random
 
-from hub.config import RetryPolicy
+from hub.config.files import RetryPolicy
+from hub.delivery.retry import backoff_seconds, decide
 from hub.errors import MappingError, PermanentError, TransientError
-from hub.retry import backoff_seconds, decide
 
 POLICY = RetryPolicy(max_attempts=4, base_seconds=2, cap_seconds=10)
 

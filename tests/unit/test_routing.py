@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from hub.config import load_config
-from hub.routing import Router
+from hub.config.files import load_config
+from hub.intake.routing import Router
 
 
 def router_for(tmp_path: Path, routes: str) -> Router:

@@ -21,9 +21,9 @@ from requests.adapters import BaseAdapter
 from connectors.base import DeliveryContext, Secrets
 from connectors.registry import ConnectorRegistry
 from connectors.soap import SoapConnector, classify_fault
-from hub.config import load_config
+from hub.config.files import load_config
+from hub.delivery.mapping_cases import mapping_cases
 from hub.errors import ConfigError, PermanentError, TransientError
-from hub.mapping_cases import mapping_cases
 from tests.support.realworld import realworld
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,13 +19,13 @@ import pytest
 from pydantic import SecretStr
 
 from hub.api.app import create_app
+from hub.api.server_thread import ServerThread
 from hub.auth import sessions
 from hub.auth.oidc import OidcClient, SignInError
-from hub.config import load_config
+from hub.config.files import load_config
+from hub.config.settings import Settings
 from hub.errors import ConfigError
 from hub.runtime import Runtime
-from hub.serving import ServerThread
-from hub.settings import Settings
 from hub.store.migrate import upgrade
 from tests.support.oidc import Issuer, oidc_issuer, provider_form, sign_in
 

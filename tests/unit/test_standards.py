@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.bundled import folder, standards_path
-from hub.settings import Settings
+from hub.config.bundled import folder, standards_path
+from hub.config.settings import Settings
 from tests.support.realworld import realworld
 
 STANDARDS = Path(__file__).resolve().parents[2] / "standards"
@@ -76,7 +76,7 @@ def test_a_councils_own_copies_replace_the_shipped_ones(tmp_path: Path) -> None:
     copy = tmp_path / "odp-planning" / "schemas"
     copy.mkdir(parents=True)
     (copy / "application.json").write_text('{"type": "object", "required": ["council_only"]}')
-    from hub.forms import load_forms
+    from hub.intake.forms import load_forms
 
     form = load_forms(Settings().schemas_dir, tmp_path).get("planning-application")
     assert form is not None

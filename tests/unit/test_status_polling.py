@@ -20,12 +20,12 @@ from connectors.base import DeliveryContext, Secrets
 from connectors.open311 import Open311Connector, Open311Options
 from connectors.registry import ConnectorRegistry
 from connectors.soap import SoapConnector
-from hub.config import load_config
+from hub.api.server_thread import ServerThread
+from hub.config.files import load_config
+from hub.config.settings import REPO_ROOT, Settings
+from hub.delivery.status_polling import StatusPoller
 from hub.errors import TransientError
-from hub.forms import schema_validator
-from hub.pollers import StatusPoller
-from hub.serving import ServerThread
-from hub.settings import REPO_ROOT, Settings
+from hub.intake.forms import schema_validator
 from hub.store import status_events
 from simulators.open311 import PREFIX, Open311State
 from simulators.open311 import create_app as create_open311

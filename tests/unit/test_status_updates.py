@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from hub.settings import Settings
+from hub.config.settings import Settings
 from hub.store.tables import status_events
 from tests.support.embedded import EmbeddedHub, embedded_hub
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from hub.checks import check_configuration
-from hub.settings import Settings
+from hub.config.checks import check_configuration
+from hub.config.settings import Settings
 from tests.support.embedded import EmbeddedHub, embedded_hub
 
 ROOT = Path(__file__).resolve().parents[2]

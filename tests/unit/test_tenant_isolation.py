@@ -24,8 +24,8 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from hub.api.app import create_app
-from hub.config import ConnectorConfig, StatusUpdates
-from hub.settings import Settings
+from hub.config.files import ConnectorConfig, StatusUpdates
+from hub.config.settings import Settings
 from hub.store import clients
 from hub.store.tables import status_events, submissions
 from simulators.crm import FailurePlan

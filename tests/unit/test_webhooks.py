@@ -19,11 +19,11 @@ from sqlalchemy import select
 from standardwebhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from hub.config import RetryPolicy
-from hub.settings import Settings
+from hub.config.files import RetryPolicy
+from hub.config.settings import Settings
+from hub.delivery.webhook_sender import WebhookSender
 from hub.store import webhooks as store
 from hub.store.tables import webhooks as webhooks_table
-from hub.webhooks import WebhookSender
 from simulators.control import FailurePlan
 from tests.support.embedded import EmbeddedHub, embedded_hub
 from tests.support.webhook_receiver import Receiver

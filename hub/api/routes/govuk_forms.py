@@ -1,0 +1,157 @@
+"""GOV.UK Forms submissions: the JSON forms-runner sends, checked against GOV.UK's own schema, stored like intake.
+
+A GOV.UK form id picks the hub form (`config/govuk/forms.yaml`, else `govuk-<form id>`), which picks the routes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hub import metrics
+from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep, may_submit
+from hub.api.problems import Problem, problem_responses
+from hub.api.routes.submissions import Receipt, read_body
+from hub.config.bundled import standards_path
+from hub.errors import ConfigError, SchemaError
+from hub.intake.accept import receipt, store_submission
+from hub.intake.forms import Form, compile_form
+from hub.logs import get_logger
+from hub.store import submissions as store
+
+log = get_logger("hub.govuk")
+# GOV.UK's published contract, shipped in standards/ (or a council's copy in HUB_STANDARDS_DIR)
+SUBMISSION_SCHEMA = "standards:///govuk-forms/json_submission_schema_v1.json"
+_FORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class GovukForms(BaseModel):
+    """GOV.UK form id -> hub form id; ids not listed go to `govuk-<id>`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    forms: dict[str, str] = {}
+
+    def hub_form(self, govuk_form_id: str) -> str:
+        return self.forms.get(govuk_form_id, f"govuk-{govuk_form_id}")
+
+
+def load_forms_map(path: Path) -> GovukForms:
+    if not path.exists():
+        return GovukForms()
+    try:
+        return GovukForms.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{path}: cannot read the GOV.UK Forms map: {exc}") from None
+
+
+def request_schema(schema_path: Path) -> dict[str, Any]:
+    """GOV.UK's schema as an OpenAPI request body schema: its `$defs` inlined, and the `form_id`
+    the hub needs to pick a form; `{"type": "object"}` when the schema cannot be read."""
+    try:
+        published = orjson.loads(schema_path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {"type": "object"}
+    if not isinstance(published, dict):
+        return {"type": "object"}
+    defs = published.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
+            return {**inline(defs[ref[8:]]), **{k: inline(v) for k, v in node.items() if k != "$ref"}}
+        return {k: inline(v) for k, v in node.items()}
+
+    schema: dict[str, Any] = {k: inline(v) for k, v in published.items() if k not in ("$schema", "$id")}
+    schema["properties"] = {**schema.get("properties", {}), "form_id": {
+        "type": "string", "pattern": _FORM_ID.pattern, "description": "The GOV.UK form's id; it picks the hub form."}}
+    schema["required"] = sorted({*schema.get("required", []), "form_id"})
+    return schema
+
+
+def create_router(forms_file: Path, standards_dir: Path | None = None) -> APIRouter:
+    """The GOV.UK Forms endpoint; the form map and GOV.UK's schema are read once, here."""
+    forms_map = load_forms_map(forms_file)
+    schema_path = standards_path(SUBMISSION_SCHEMA, standards_dir)
+    contract: Form | None
+    try:
+        contract = compile_form("govuk-json-submission", 1, schema_path)
+    except SchemaError as exc:
+        # the rest of the hub must still start; this endpoint answers 503 until the schema is there
+        log.error("govuk_schema_unavailable", error=str(exc))
+        contract = None
+    body_schema = request_schema(schema_path)
+    router = APIRouter(prefix="/v1/govuk-forms", tags=["GOV.UK Forms"])
+
+    @router.post(
+        "/submissions",
+        status_code=202,
+        response_model=Receipt,
+        responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 503),
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+    )
+    async def submit(
+        request: Request,
+        runtime: RuntimeDep,
+        relay: RelayDep,
+        batcher: BatcherDep,
+        client: ClientDep,
+        idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
+    ) -> JSONResponse:
+        if contract is None:
+            raise Problem(503, "service-unavailable", "GOV.UK Forms submissions cannot be checked: their schema is missing.")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise Problem(415, "unsupported-media-type", "Send the GOV.UK Forms submission as JSON with Content-Type: application/json.")
+        body = await read_body(request, runtime.settings.max_body_bytes)
+        try:
+            payload: Any = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Problem(400, "malformed-json", f"The body is not valid JSON: {exc}.") from None
+        _check(contract, payload, "This is not a GOV.UK Forms JSON submission (version 1).")
+        govuk_id = payload.get("form_id")
+        if not isinstance(govuk_id, str) or not _FORM_ID.match(govuk_id):
+            raise Problem(422, "validation-failed", "The submission has no GOV.UK form id.",
+                          errors=[{"pointer": "/form_id", "detail": "form_id is required: forms-runner sends the form's id"}])
+        form_id = forms_map.hub_form(govuk_id)
+        form = runtime.forms.get(form_id)
+        if form is None or not may_submit(runtime, client, form_id):
+            raise Problem(404, "not-found", f"There is no hub form for GOV.UK form {govuk_id} for this client.")
+        _check(form, payload, "The submission does not fit the hub form.")
+        # forms-runner gives every submission its own reference: a resend of it is a repeat
+        reference = payload.get("submission_reference")
+        key = idempotency_key or (f"govuk:{reference}" if isinstance(reference, str) and reference else None)
+        return await _store(runtime, relay, batcher, client, form, payload, body, key)
+
+    return router
+
+
+def _check(form: Form, payload: Any, detail: str) -> None:
+    problems = form.errors(payload)
+    if problems:
+        metrics.SUBMISSIONS.labels(form.form_id, "invalid").inc()
+        log.info("govuk_submission_invalid", form=form.form_id, pointers=[e.pointer for e in problems])
+        raise Problem(422, "validation-failed", f"{detail} {len(problems)} field(s) need attention.",
+                      errors=[e.as_dict() for e in problems])
+
+
+async def _store(runtime: RuntimeDep, relay: RelayDep, batcher: BatcherDep, client: ClientDep, form: Form, payload: Any, body: bytes, key: str | None) -> JSONResponse:
+    """Stores the submission with its deliveries exactly as intake does, and answers with intake's receipt."""
+    try:
+        accepted = await store_submission(runtime, relay, batcher, client, form, payload, hashlib.sha256(body).hexdigest(), key, "govuk-forms")
+    except store.IdempotencyConflict as exc:
+        raise Problem(409, "idempotency-conflict", "This submission was already sent with a different body.",
+                      reference=exc.reference) from None
+    return receipt(runtime, accepted)

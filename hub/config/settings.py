@@ -1,0 +1,129 @@
+"""Process settings, read once from the environment (HUB_*) and passed in.
+
+Nothing else in the hub reads the environment: this is the one place. A `HUB_` variable that is
+not a setting is refused (a typo such as HUB_DATABSE_URL must not pass silently), in every
+environment; `hub.config.production` says what a production start refuses besides.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.config.bundled import PACKAGE_ROOT, default_data_dir, folder
+from hub.errors import ConfigError
+
+# the source checkout, or site-packages when installed: only for locating what ships with the hub
+REPO_ROOT = PACKAGE_ROOT
+ENV_PREFIX = "HUB_"
+
+
+class UnknownSetting(ValueError):
+    """A HUB_ variable in the environment that names no setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    # production refuses demo keys, development keys and default secrets (hub.config.production)
+    environment: Literal["development", "production"] = "development"
+    # the demo's SQLite file and the development keys made when none are set
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # empty: a SQLite file in data_dir
+    database_url: str = ""
+    broker_url: str = "memory://"
+    config_dir: Path = Field(default_factory=lambda: folder("config"))
+    schemas_dir: Path = Field(default_factory=lambda: folder("schemas"))
+    mappings_dir: Path = Field(default_factory=lambda: folder("mappings"))
+    # a council's own copies of the public standards (standards:/// URIs); unset: those shipped
+    standards_dir: Path | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # checked before schema validation, so a hostile payload costs little
+    max_depth: int = Field(default=32, gt=0, le=1000)
+    max_string_length: int = Field(default=100_000, gt=0)
+    log_level: str = "info"
+    log_json: bool = True
+
+    exchange: str = "hub.deliveries"
+    queue_prefix: str = "hub."
+    # quorum queues on RabbitMQ; the in-process transport ignores queue arguments
+    quorum_queues: bool = True
+    delivery_limit: int = Field(default=20, gt=0)
+    broker_connect_timeout: float = Field(default=5.0, gt=0)
+
+    relay_batch: int = Field(default=500, gt=0)
+    # deliveries for one connector that share a message: fewer messages for the broker to store,
+    # and for the relay and workers to frame and acknowledge (1: one message per delivery)
+    relay_deliveries_per_message: int = Field(default=10, gt=0, le=100)
+    relay_sweep_seconds: float = Field(default=1.0, gt=0)
+    worker_prefetch: int = Field(default=16, gt=0)
+
+    # personal data: Fernet keys for payloads at rest, newest first (comma or space separated);
+    # HMAC key for the index of residents' identifiers. Unset: development keys in var/.
+    encryption_keys: SecretStr | None = None
+    index_key: SecretStr | None = None
+    # front-end keys made by `hub clients create` are read from the database through a cache
+    # this many seconds old at most (so a revoked key stops working within it)
+    client_cache_seconds: float = Field(default=5.0, ge=0)
+
+    # staff sign-in: "local" tokens from the staff section (development), "oidc" through the
+    # council's identity provider, or both
+    staff_auth: Literal["local", "oidc", "both"] = "local"
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    # signs the hub's own staff session tokens after an OIDC sign-in
+    session_key: SecretStr | None = None
+    session_seconds: int = Field(default=8 * 3600, gt=0)
+
+    # background work in `hub worker`: retention purge, status polling, webhook sending
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    poll_interval_seconds: float = Field(default=300.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+
+    demo_api_key: str | None = None
+    demo_port: int = 8000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: Any) -> Any:
+        known = {f"{ENV_PREFIX}{name}".upper() for name in cls.model_fields}
+        unknown = sorted(name for name in os.environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name.upper(), known, n=1)
+                hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+            raise UnknownSetting(
+                f"unknown setting(s) in the environment: {', '.join(hints)}. Every HUB_ variable must be a setting "
+                "of the hub (README: settings); remove or rename it."
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'hub.db'}"
+        return self
+
+
+def load_settings() -> Settings:
+    """The process's settings from its environment; ConfigError says plainly what is wrong
+    (a command prints it and exits, rather than showing a traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{ENV_PREFIX}{where.upper()}: {message}" if where else message)
+        raise ConfigError("\n".join(problems)) from None

@@ -1,0 +1,224 @@
+"""One delivery attempt: map the payload, respect the connector's circuit breaker, call the
+connector, record the outcome. Runs in a worker's sending threads; tells the consumer what to
+do with the message (acknowledge it, or park it in a delay queue first).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from connectors.base import DeliveryContext
+from hub import metrics
+from hub.delivery.retry import decide
+from hub.delivery.webhook_sender import OutcomeEvents
+from hub.errors import ConfigError, DeliveryError, MappingError, PermanentError, TransientError
+from hub.logs import get_logger, personal_data, scrubbed
+from hub.runtime import Runtime
+from hub.store import circuits, deliveries
+from hub.store.db import KeptConnection
+from hub.store.group_call import GroupCall
+
+log = get_logger("hub.delivery.attempt")
+
+# a message back from a delay queue this early is waited out again rather than sent
+EARLY_SECONDS = 0.25
+# how long a half-open circuit's probe may take before another worker may probe
+PROBE_GRACE_SECONDS = 60.0
+# the longest a paused connector's delivery waits before it looks again whether it was resumed
+PAUSE_RECHECK_SECONDS = 30.0
+_CIRCUIT_CODES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def idempotency_key(reference: str, connector: str) -> str:
+    return f"{reference}/{connector}"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: str
+    # when set, the message goes to a delay queue for this long before it is acknowledged
+    delay_seconds: float | None = None
+
+
+class DeliveryHandler:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._circuits: dict[str, tuple[float, circuits.Circuit]] = {}
+        self._lock = threading.Lock()
+        engine = runtime.engine
+        # the sending threads' loads and successes reach the database together, one statement each;
+        # on PostgreSQL each grouping thread keeps its own connection (no checkout or ping per batch)
+        postgres = engine.dialect.name == "postgresql"
+        # (given back to the pool after a second without work)
+        loads, records = (KeptConnection(engine), KeptConnection(engine)) if postgres else (None, None)
+        self._load: GroupCall[int, deliveries.DeliveryJob | None] = GroupCall(
+            lambda ids: deliveries.load_many(engine, ids, loads), "hub-load", on_idle=loads.close if loads else None
+        )
+        self._delivered: GroupCall[tuple[int, datetime, str | None], int | None] = GroupCall(
+            lambda done: deliveries.record_delivered_many(engine, done, records), "hub-record",
+            on_idle=records.close if records else None,
+        )
+        # tells the submitting client's webhooks, if it has any, that a delivery finished
+        self.events = OutcomeEvents(runtime)
+
+    # -- circuit breaker, read through a short cache so the hot path rarely touches the database
+
+    def _circuit(self, connector: str) -> circuits.Circuit:
+        with self._lock:
+            cached = self._circuits.get(connector)
+        if cached is not None and time.monotonic() - cached[0] < 0.5:
+            return cached[1]
+        return self._remember(circuits.read(self.runtime.engine, connector))
+
+    def _remember(self, circuit: circuits.Circuit) -> circuits.Circuit:
+        with self._lock:
+            self._circuits[circuit.connector] = (time.monotonic(), circuit)
+        metrics.CIRCUIT_STATE.labels(circuit.connector).set(_CIRCUIT_CODES[circuit.state])
+        return circuit
+
+    def _may_send(self, connector: str, now: datetime) -> float | None:
+        """None when the connector may be called now; else how long its deliveries must wait."""
+        circuit = self._circuit(connector)
+        if circuit.paused_at is not None:
+            # a delivery looks again soon after a pause (most are short) and then every
+            # PAUSE_RECHECK_SECONDS, so a long pause does not churn through the queues
+            paused_for = (now - circuit.paused_at).total_seconds()
+            return min(PAUSE_RECHECK_SECONDS, max(1.0, paused_for))
+        if circuit.state == "closed":
+            return None
+        if circuit.state == "open" and circuit.opened_until and circuit.opened_until > now:
+            return (circuit.opened_until - now).total_seconds()
+        if circuits.try_probe(self.runtime.engine, connector, PROBE_GRACE_SECONDS):
+            log.info("circuit_half_open", connector=connector)
+            self._remember(circuits.Circuit(connector, "half_open", circuit.failures, None))
+            return None
+        return 1.0
+
+    # -- one delivery
+
+    def handle(self, delivery_id: int) -> Result:
+        job = self._load(delivery_id)
+        if job is None:
+            log.warning("delivery_unknown", delivery_id=delivery_id)
+            return Result("unknown")
+        if not job.is_open:
+            return Result(f"already-{job.state}")  # a redelivered message for a finished delivery
+        try:
+            payload = self.runtime.sealer.open(job.payload) if job.payload is not None else None
+        except ConfigError as error:  # sealed with a key no longer listed: park it, a retry cannot help
+            deliveries.record_parked(self.runtime.engine, job.delivery_id, datetime.now(UTC), str(error), "permanent")
+            metrics.DELIVERIES.labels(job.connector, "parked").inc()
+            log.error("delivery_parked", reference=job.reference, delivery_id=job.delivery_id, connector=job.connector, reason=str(error))
+            return Result("parked")
+        form = self.runtime.forms.get(job.form_id, job.form_version)
+        pii = form.pii_values(payload) if form is not None and payload is not None else []
+        with personal_data(pii), structlog.contextvars.bound_contextvars(
+            reference=job.reference, delivery_id=job.delivery_id, connector=job.connector
+        ):
+            now = datetime.now(UTC)
+            if job.next_attempt_at and (job.next_attempt_at - now).total_seconds() > EARLY_SECONDS:
+                # back from a delay queue early, or redelivered before its retry was due
+                return self._wait(job, job.next_attempt_at, record=False)
+            wait = self._may_send(job.connector, now)
+            if wait is not None:
+                log.info("circuit_open_deferred", wait_seconds=round(wait, 3))
+                return self._wait(job, now + timedelta(seconds=wait), record=True)
+            return self._attempt(job, payload)
+
+    def park_dead_letter(self, delivery_id: int) -> Result:
+        """A message the broker dead-lettered because workers kept stopping while handling it."""
+        job = deliveries.load(self.runtime.engine, delivery_id)
+        if job is None or not job.is_open:
+            return Result("already-finished")
+        limit = self.runtime.settings.delivery_limit
+        reason = f"workers stopped more than {limit} times while handling this delivery (broker delivery limit)"
+        number = deliveries.record_parked(self.runtime.engine, delivery_id, datetime.now(UTC), reason, "permanent")
+        if number is not None:
+            self.events.delivery(job.client_id, delivery_id, job.reference, job.connector, "parked", number, None)
+        metrics.DELIVERIES.labels(job.connector, "parked").inc()
+        log.error("delivery_parked", reference=job.reference, delivery_id=delivery_id, connector=job.connector, reason=reason)
+        return Result("parked")
+
+    def _wait(self, job: deliveries.DeliveryJob, until: datetime, record: bool) -> Result:
+        """Holds the delivery back until `until` without an attempt: in a delay queue, or (on a
+        broker without them) in the outbox. `record` notes the new time in the database."""
+        via_outbox = not self.runtime.topology.supports_delay
+        if record or via_outbox:
+            deliveries.defer(self.runtime.engine, job.delivery_id, until, via_outbox)
+        seconds = max(0.0, (until - datetime.now(UTC)).total_seconds())
+        return Result("deferred", None if via_outbox else seconds)
+
+    def _attempt(self, job: deliveries.DeliveryJob, payload: Any) -> Result:
+        started = datetime.now(UTC)
+        attempt = job.attempts + 1
+        key = idempotency_key(job.reference, job.connector)
+        meta = {
+            "reference": job.reference,
+            "form_id": job.form_id,
+            "form_version": job.form_version,
+            "received_at": job.received_at.isoformat(),
+            "tenant": job.tenant,
+            "connector": job.connector,
+            "idempotency_key": key,
+        }
+        context = DeliveryContext(job.reference, job.connector, job.delivery_id, key, attempt, job.tenant, job.form_id)
+        clock = time.perf_counter()
+        try:
+            mapping = self.runtime.mappings.get((job.form_id, job.connector))
+            if mapping is None:
+                raise MappingError(f"no mapping from form {job.form_id!r} to connector {job.connector!r}")
+            if payload is None:
+                raise PermanentError("the submission's payload was purged or erased before it could be delivered")
+            record = mapping.apply(payload, meta)
+            outcome = self.runtime.connector(job.connector).send(record, context)
+        except DeliveryError as error:
+            return self._failed(job, attempt, started, error)
+        except ConfigError as error:  # e.g. a credential's environment variable is not set
+            return self._failed(job, attempt, started, PermanentError(f"configuration: {error}"))
+        except Exception as exc:  # a fault in connector code: retried like a transient error, never looped
+            log.exception("connector_raised", attempt=attempt)
+            return self._failed(job, attempt, started, TransientError(f"unexpected {type(exc).__name__} in connector"))
+        finally:
+            metrics.DELIVERY_SECONDS.labels(job.connector).observe(time.perf_counter() - clock)
+        number = self._delivered((job.delivery_id, started, outcome.external_reference))
+        if number is not None:
+            self.events.delivery(job.client_id, job.delivery_id, job.reference, job.connector, "delivered", number, outcome.external_reference)
+        metrics.DELIVERIES.labels(job.connector, "delivered").inc()
+        log.info("delivered", attempt=attempt, external_reference=outcome.external_reference)
+        circuit = self._circuit(job.connector)
+        if circuit.state != "closed" or circuit.failures:
+            if circuits.record_success(self.runtime.engine, job.connector):
+                log.warning("circuit_closed", connector=job.connector)
+            self._remember(circuits.Circuit(job.connector, "closed", 0, None))
+        return Result("delivered")
+
+    def _failed(self, job: deliveries.DeliveryJob, attempt: int, started: datetime, error: DeliveryError) -> Result:
+        # a mapping or back-office error may quote an answer: the stored reason must not
+        error.reason = scrubbed(error.reason)
+        connector = self.runtime.config.connectors[job.connector]
+        if isinstance(error, TransientError):
+            before = self._circuit(job.connector).state
+            circuit = self._remember(circuits.record_failure(self.runtime.engine, job.connector, connector.circuit))
+            if circuit.state == "open" and before != "open":
+                log.warning("circuit_opened", connector=job.connector, failures=circuit.failures, open_seconds=connector.circuit.open_seconds)
+        decision = decide(error, connector.retry, attempt - job.attempts_base)
+        if decision.park:
+            kind = "transient" if isinstance(error, TransientError) else "permanent"
+            number = deliveries.record_parked(self.runtime.engine, job.delivery_id, started, error.reason, kind)
+            if number is not None:
+                self.events.delivery(job.client_id, job.delivery_id, job.reference, job.connector, "parked", number, None)
+            metrics.DELIVERIES.labels(job.connector, "parked").inc()
+            log.warning("delivery_parked", attempt=attempt, reason=error.reason, error_class=type(error).__name__)
+            return Result("parked")
+        via_outbox = not self.runtime.topology.supports_delay
+        retry_at = datetime.now(UTC) + timedelta(seconds=decision.delay_seconds)
+        deliveries.record_retry(self.runtime.engine, job.delivery_id, started, error.reason, retry_at, via_outbox)
+        metrics.DELIVERIES.labels(job.connector, "retry").inc()
+        log.info("delivery_retry_scheduled", attempt=attempt, reason=error.reason, retry_in_seconds=round(decision.delay_seconds, 3))
+        return Result("retrying", None if via_outbox else decision.delay_seconds)

@@ -1,0 +1,89 @@
+"""Retention: a form's payloads are purged a set number of days after every delivery succeeded;
+references, metadata, deliveries, attempts, the timeline's statuses and the audit trail stay.
+
+Rules come from the `retention` section; `hub retention run` and a worker's schedule apply them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from hub.config.files import HubConfig, RetentionRule
+from hub.logs import get_logger
+from hub.runtime import Runtime
+from hub.store import audit, personal_data
+
+log = get_logger("hub.privacy.retention")
+
+
+def rule_for(rules: Sequence[RetentionRule], tenant: str, form_id: str) -> RetentionRule | None:
+    """The most specific rule: this form for this tenant, then this form, then this tenant, then
+    "*". Among equally specific rules the first written wins. None: keep the payloads."""
+
+    def rank(rule: RetentionRule) -> int | None:
+        named = tenant in rule.tenants
+        if rule.form == form_id:
+            return 0 if named else 1 if "*" in rule.tenants else None
+        if rule.form == "*":
+            return 2 if named else 3 if "*" in rule.tenants else None
+        return None
+
+    ranked = [(r, index) for index, rule in enumerate(rules) if (r := rank(rule)) is not None]
+    return rules[min(ranked)[1]] if ranked else None
+
+
+def problems(rules: Sequence[RetentionRule], form_ids: Sequence[str]) -> list[str]:
+    """Rules that can never apply (a misspelt form keeps its payloads for ever), for `hub config check`."""
+    return [
+        f"retention rule for form {rule.form!r} names no form the hub has (known: {', '.join(sorted(form_ids))})"
+        for rule in rules
+        if rule.form != "*" and rule.form not in form_ids
+    ]
+
+
+@dataclass(frozen=True)
+class Purged:
+    tenant: str
+    form_id: str
+    days: int
+    count: int
+
+
+def run(engine: Engine, config: HubConfig, now: datetime, actor: str, dry_run: bool = False) -> list[Purged]:
+    """Purges every payload that is due (a dry run only counts them); writes one audit entry per
+    tenant that had payloads purged."""
+    found: list[Purged] = []
+    for tenant, form_id in personal_data.unpurged_forms(engine):
+        rule = rule_for(config.retention, tenant, form_id)
+        if rule is None:
+            continue
+        count = personal_data.purge(engine, tenant, form_id, now - timedelta(days=rule.days), now, dry_run)
+        found.append(Purged(tenant, form_id, rule.days, count))
+        if count and not dry_run:
+            log.info("retention_purged", tenant=tenant, form=form_id, days=rule.days, count=count)
+    if not dry_run:
+        _audit(engine, found, now, actor)
+    return found
+
+
+def _audit(engine: Engine, found: list[Purged], now: datetime, actor: str) -> None:
+    by_tenant: dict[str, list[Purged]] = {}
+    for item in found:
+        if item.count:
+            by_tenant.setdefault(item.tenant, []).append(item)
+    with engine.begin() as conn:
+        for tenant, items in by_tenant.items():
+            detail = {
+                "purged": sum(i.count for i in items),
+                "forms": {i.form_id: {"purged": i.count, "days": i.days} for i in items},
+            }
+            audit.record(conn, actor, tenant, "retention.purge", f"tenant:{tenant}", detail, at=now)
+
+
+def scheduled(runtime: Runtime) -> list[Purged]:
+    """One scheduled run, as `hub worker` does every HUB_RETENTION_INTERVAL_SECONDS."""
+    return run(runtime.engine, runtime.config, datetime.now(UTC), "schedule:retention")
