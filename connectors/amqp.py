@@ -26,9 +26,9 @@ from kombu.messaging import Producer
 from pydantic import Field, field_validator
 
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
-from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
+from hub.errors import ConfigError, DeliveryError, OutboundRefused, PermanentError, TransientError
 from hub.logs import get_logger
-from hub.outbound.guard import OutboundRefused, check_host, network_hosts
+from hub.outbound.guard import check_host, network_hosts
 
 log = get_logger("connectors.amqp")
 ROUTING_FIELDS = ("form_id", "tenant", "connector", "reference")

@@ -31,9 +31,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, field_validator, model_validator
 
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
-from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
+from hub.errors import ConfigError, DeliveryError, OutboundRefused, PermanentError, TransientError
 from hub.logs import get_logger
-from hub.outbound.guard import OutboundRefused, check_host
+from hub.outbound.guard import check_host
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 log = get_logger("connectors.email")

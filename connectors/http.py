@@ -15,8 +15,8 @@ import httpx
 
 from connectors.base import Health
 from connectors.http_wire import WireTransport
-from hub.errors import PermanentError, TransientError
-from hub.outbound.guard import AllowList, OutboundRefused, check_host, current_allow_list, safe_addresses
+from hub.errors import OutboundRefused, PermanentError, TransientError
+from hub.outbound.guard import AllowList, check_host, current_allow_list, safe_addresses
 
 TRANSIENT_STATUS = frozenset({408, 425, 429})
 

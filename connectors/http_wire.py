@@ -24,7 +24,8 @@ from contextlib import contextmanager
 import httptools
 import httpx
 
-from hub.outbound.guard import AllowList, OutboundRefused, check_host, safe_addresses
+from hub.errors import OutboundRefused
+from hub.outbound.guard import AllowList, check_host, safe_addresses
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

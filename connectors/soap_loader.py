@@ -17,8 +17,8 @@ from zeep.transports import Transport
 from zeep.xsd import ComplexType
 
 from hub.config.bundled import PACKAGE_ROOT, is_standards_uri, standards_path
-from hub.errors import ConfigError, PermanentError
-from hub.outbound.guard import AllowList, OutboundRefused, check_url, current_allow_list
+from hub.errors import ConfigError, OutboundRefused, PermanentError
+from hub.outbound.guard import AllowList, check_url, current_allow_list
 
 # zeep ships py.typed but leaves most functions unannotated: hence the no-untyped-call ignores below
 

@@ -42,3 +42,7 @@ class PermanentError(DeliveryError):
 
 class MappingError(PermanentError):
     """The mapping could not produce a record from the payload."""
+
+
+class OutboundRefused(PermanentError):
+    """The hub will not call this address: not allow-listed, or link-local / metadata."""

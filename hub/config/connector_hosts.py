@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from hub.config.files import ConnectorConfig, HubConfig, Tenant
-from hub.outbound.guard import AllowList, OutboundRefused, allow_list_for, blocked_host, network_hosts, pattern_problems
+from hub.errors import OutboundRefused
+from hub.outbound.guard import AllowList, allow_list_for, blocked_host, network_hosts, pattern_problems
 
 # option names that hold an address the connector calls
 _URL_KEYS = frozenset({"url", "endpoint", "wsdl", "check_url", "base_url", "status_url", "poll_url"})

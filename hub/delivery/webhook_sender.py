@@ -26,8 +26,9 @@ import orjson
 from connectors import http
 from hub.config.files import RetryPolicy
 from hub.delivery.retry import backoff_seconds
+from hub.errors import OutboundRefused
 from hub.logs import get_logger
-from hub.outbound.guard import AllowList, OutboundRefused, check_url
+from hub.outbound.guard import AllowList, check_url
 from hub.runtime import Runtime
 from hub.store import webhooks as store
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import idna
 
-from hub.errors import PermanentError
+from hub.errors import OutboundRefused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -48,10 +48,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _OTHER_PORTS = {"amqp": 5672, "pyamqp": 5672, "amqps": 5671, "smtp": 25, "smtps": 465}
 # broker URLs that stay inside the process or on its disk
 _LOCAL_SCHEMES = frozenset({"memory", "filesystem", "sqlite", "file"})
-
-
-class OutboundRefused(PermanentError):
-    """The hub will not call this address: not allow-listed, or link-local / metadata."""
 
 
 # -- names and addresses ------------------------------------------------------------------

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from hub.outbound.guard import AllowList, OutboundRefused, allow_list_for, check_host, check_url, network_hosts, pattern_problems
+from hub.errors import OutboundRefused
+from hub.outbound.guard import AllowList, allow_list_for, check_host, check_url, network_hosts, pattern_problems
 
 EASTMOOR = AllowList(("crm.eastmoor.gov.uk", "*.services.eastmoor.gov.uk", "10.20.0.0/16", "[fd12::7]:8443"), owner="tenant eastmoor")
 

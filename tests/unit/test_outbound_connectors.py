@@ -26,8 +26,8 @@ from connectors.registry import ConnectorRegistry
 from hub.api.server_thread import ServerThread
 from hub.config.files import ConnectorConfig
 from hub.config.settings import Settings
-from hub.errors import ConfigError, PermanentError
-from hub.outbound.guard import AllowList, OutboundRefused
+from hub.errors import ConfigError, OutboundRefused, PermanentError
+from hub.outbound.guard import AllowList
 from hub.runtime import Runtime
 from simulators.crm import CrmState
 from simulators.crm import create_app as create_crm

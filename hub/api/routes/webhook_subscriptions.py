@@ -16,7 +16,8 @@ from hub.api.deps import ClientDep, RuntimeDep
 from hub.api.problems import Problem, problem_responses
 from hub.config.files import Client
 from hub.delivery.webhook_sender import new_secret
-from hub.outbound.guard import AllowList, OutboundRefused, check_url
+from hub.errors import OutboundRefused
+from hub.outbound.guard import AllowList, check_url
 from hub.runtime import Runtime
 from hub.store import webhooks as store
 
