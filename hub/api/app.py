@@ -28,7 +28,7 @@ from hub.api.routes import (
     submissions,
     webhook_subscriptions,
 )
-from hub.intake.group_commit import IntakeBatcher
+from hub.intake.accept import Intake
 from hub.logs import get_logger
 from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
@@ -71,7 +71,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     )
     app.state.runtime = runtime
     app.state.relay = relay
-    app.state.batcher = IntakeBatcher(runtime.engine)
+    app.state.intake = Intake(runtime, relay)
     app.state.clients = ClientCache(runtime.engine, runtime.settings.client_cache_seconds)
     problems.install(app)
     app.include_router(submissions.router)

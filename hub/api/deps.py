@@ -12,10 +12,10 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from hub.api.problems import Problem
 from hub.auth.sessions import session_secret
 from hub.config.files import Client
-from hub.intake.group_commit import IntakeBatcher
+from hub.errors import Unauthorized
+from hub.intake.accept import Intake
 from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
 from hub.store.clients import ClientCache
@@ -34,9 +34,9 @@ def get_relay(request: Request) -> Relay | None:
     return relay
 
 
-def get_batcher(request: Request) -> IntakeBatcher:
-    batcher: IntakeBatcher = request.app.state.batcher
-    return batcher
+def get_intake(request: Request) -> Intake:
+    intake: Intake = request.app.state.intake
+    return intake
 
 
 def get_client_cache(request: Request) -> ClientCache:
@@ -66,10 +66,10 @@ def bearer_identity(
 ) -> Found:
     """Whoever the bearer token names (a front-end client, a member of staff), or a 401."""
     if credentials is None or not credentials.credentials:
-        raise Problem(401, "unauthorized", f"Send the {what} as 'Authorization: Bearer <token>'.", headers=challenge(realm))
+        raise Unauthorized(f"Send the {what} as 'Authorization: Bearer <token>'.", headers=challenge(realm))
     found = lookup(credentials.credentials)
     if found is None:
-        raise Problem(401, "unauthorized", f"This {what} is not known to the hub.", headers=challenge(realm))
+        raise Unauthorized(f"This {what} is not known to the hub.", headers=challenge(realm))
     return found
 
 
@@ -88,10 +88,10 @@ def find_client(runtime: Runtime, cache: ClientCache, key: str) -> Client | None
     state = stored.state()
     if state == "revoked":
         when = stored.revoked_at.date().isoformat() if stored.revoked_at else "?"
-        raise Problem(401, "unauthorized", f"This API key was revoked on {when}; ask the council for a new one.", headers=challenge(CLIENT_REALM))
+        raise Unauthorized(f"This API key was revoked on {when}; ask the council for a new one.", headers=challenge(CLIENT_REALM))
     if state == "expired":
         when = stored.expires_at.date().isoformat() if stored.expires_at else "?"
-        raise Problem(401, "unauthorized", f"This API key expired on {when}; ask the council for a new one.", headers=challenge(CLIENT_REALM))
+        raise Unauthorized(f"This API key expired on {when}; ask the council for a new one.", headers=challenge(CLIENT_REALM))
     return stored.as_client()
 
 
@@ -103,13 +103,7 @@ def get_client(
     return bearer_identity(credentials, lambda key: find_client(runtime, cache, key), "client's API key", CLIENT_REALM)
 
 
-def may_submit(runtime: Runtime, client: Client, form_id: str) -> bool:
-    """A client submits only the forms it is allowed AND its tenant offers."""
-    tenant = runtime.config.tenants.get(client.tenant)
-    return tenant is not None and tenant.offers(form_id) and client.may_submit(form_id)
-
-
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RelayDep = Annotated["Relay | None", Depends(get_relay)]
 ClientDep = Annotated[Client, Depends(get_client)]
-BatcherDep = Annotated[IntakeBatcher, Depends(get_batcher)]
+IntakeDep = Annotated[Intake, Depends(get_intake)]

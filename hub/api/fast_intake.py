@@ -5,7 +5,7 @@ router and exception middleware: the hottest request the hub serves,
 The FastAPI route stays registered (it is what the OpenAPI document describes). A small ASGI
 middleware in front of the router takes a POST that has no query string and a short enough
 Idempotency-Key, and makes the same checks in the same order through the same code
-(`intake.accept_submission`); a failure is answered by the app's own exception handlers. It
+(`submissions.accept_submission`, then `hub.intake.accept`); a failure is answered by the app's own exception handlers. It
 lets everything else through (a `version`, a key over the limit, another method, another path),
 which the FastAPI route then answers as before, validation errors and all.
 """
@@ -29,7 +29,7 @@ from hub.api.deps import (
     find_client,
     get_client_cache,
 )
-from hub.api.routes import submissions as intake
+from hub.api.routes import submissions
 from hub.config.files import Client
 from hub.runtime import Runtime
 
@@ -101,11 +101,9 @@ async def _client(request: Request, runtime: Runtime) -> Client:
 
 async def submit(request: Request) -> Response:
     state = request.app.state
-    runtime: Runtime = state.runtime
-    client = await _client(request, runtime)
-    return await intake.accept_submission(
-        request, runtime, state.relay, state.batcher, client, request.path_params["form_id"], None,
-        request.headers.get("idempotency-key"),
+    client = await _client(request, state.runtime)
+    return await submissions.accept_submission(
+        request, state.intake, client, request.path_params["form_id"], None, request.headers.get("idempotency-key")
     )
 
 

@@ -21,6 +21,7 @@ from joserfc.jwk import KeySet
 
 from hub.auth.sessions import LoginState
 from hub.config.settings import Settings
+from hub.errors import ServiceUnavailable, Unauthorized
 from hub.logs import get_logger
 
 log = get_logger("hub.auth")
@@ -29,15 +30,6 @@ TIMEOUT_SECONDS = 10.0
 METADATA_SECONDS = 3600.0
 JWKS_REFRESH_SECONDS = 60.0
 CLOCK_SKEW_SECONDS = 60
-
-
-class SignInError(Exception):
-    """The sign-in cannot go on; `status` is what the browser is answered (401, 403 or 503)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -54,7 +46,7 @@ class OidcClient:
 
     def __init__(self, settings: Settings) -> None:
         if not settings.oidc_issuer or not settings.oidc_client_id:
-            raise SignInError(503, "Sign-in is not configured: set HUB_OIDC_ISSUER and HUB_OIDC_CLIENT_ID.")
+            raise ServiceUnavailable("Sign-in is not configured: set HUB_OIDC_ISSUER and HUB_OIDC_CLIENT_ID.")
         self.issuer = settings.oidc_issuer.rstrip("/")
         self.client_id = settings.oidc_client_id
         self.client_secret = settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None
@@ -70,9 +62,9 @@ class OidcClient:
                 found = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("oidc_provider_unreachable", url=url, error=type(exc).__name__)
-            raise SignInError(503, "The identity provider cannot be reached just now; try again shortly.") from None
+            raise ServiceUnavailable("The identity provider cannot be reached just now; try again shortly.") from None
         if not isinstance(found, dict):
-            raise SignInError(503, "The identity provider answered with something other than a JSON object.")
+            raise ServiceUnavailable("The identity provider answered with something other than a JSON object.")
         return found
 
     async def provider(self) -> Provider:
@@ -81,10 +73,10 @@ class OidcClient:
         meta = await self._get_json(f"{self.issuer}/.well-known/openid-configuration")
         if str(meta.get("issuer", "")).rstrip("/") != self.issuer:
             # OpenID Connect Discovery 1.0 section 4.3: the document must name the issuer it came from
-            raise SignInError(503, f"The identity provider's metadata names issuer {meta.get('issuer')!r}, not {self.issuer!r}.")
+            raise ServiceUnavailable(f"The identity provider's metadata names issuer {meta.get('issuer')!r}, not {self.issuer!r}.")
         missing = [k for k in ("authorization_endpoint", "token_endpoint", "jwks_uri") if not isinstance(meta.get(k), str)]
         if missing:
-            raise SignInError(503, f"The identity provider's metadata lacks {', '.join(missing)}.")
+            raise ServiceUnavailable(f"The identity provider's metadata lacks {', '.join(missing)}.")
         offered = meta.get("id_token_signing_alg_values_supported") or ["RS256"]
         # only public-key signatures: "none" is never accepted, HS* would sign with our own secret
         algorithms = tuple(a for a in offered if isinstance(a, str) and a[:2] in ("RS", "PS", "ES", "Ed"))
@@ -100,7 +92,7 @@ class OidcClient:
         try:
             keys = KeySet.import_key_set(await self._get_json(provider.jwks_uri))  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError):
-            raise SignInError(503, "The identity provider's signing keys (JWKS) cannot be read.") from None
+            raise ServiceUnavailable("The identity provider's signing keys (JWKS) cannot be read.") from None
         self._keys = (time.monotonic(), keys)
         return keys
 
@@ -135,19 +127,19 @@ class OidcClient:
             answer = response.json()
         except httpx.HTTPError as exc:
             log.warning("oidc_token_endpoint_unreachable", error=type(exc).__name__)
-            raise SignInError(503, "The identity provider cannot be reached just now; try again shortly.") from None
+            raise ServiceUnavailable("The identity provider cannot be reached just now; try again shortly.") from None
         except ValueError:
             answer = {}
         if response.status_code != 200 or not isinstance(answer, dict):
             log.warning("oidc_code_refused", status=response.status_code, error=answer.get("error") if isinstance(answer, dict) else None)
-            raise SignInError(401, "The identity provider did not accept the sign-in code; start again at /v1/auth/login.")
+            raise Unauthorized("The identity provider did not accept the sign-in code; start again at /v1/auth/login.")
         id_token = answer.get("id_token")
         if not isinstance(id_token, str):
-            raise SignInError(401, "The identity provider sent no ID token; is the 'openid' scope allowed for this hub?")
+            raise Unauthorized("The identity provider sent no ID token; is the 'openid' scope allowed for this hub?")
         return id_token
 
     async def identity(self, id_token: str, nonce: str) -> dict[str, Any]:
-        """The ID token's claims once every check passes; raises SignInError(401) naming the failure."""
+        """The ID token's claims once every check passes; raises Unauthorized naming the failure."""
         provider = await self.provider()
         try:
             decoded = jwt.decode(id_token, await self._keyset(), algorithms=list(provider.algorithms))
@@ -156,7 +148,7 @@ class OidcClient:
             try:
                 decoded = jwt.decode(id_token, await self._keyset(refresh=True), algorithms=list(provider.algorithms))
             except (JoseError, ValueError):
-                raise SignInError(401, "The ID token's signature does not verify with the identity provider's keys.") from None
+                raise Unauthorized("The ID token's signature does not verify with the identity provider's keys.") from None
         claims = dict(decoded.claims)
         registry = jwt.JWTClaimsRegistry(
             leeway=CLOCK_SKEW_SECONDS,
@@ -169,11 +161,11 @@ class OidcClient:
         try:
             registry.validate(claims)
         except ExpiredTokenError:
-            raise SignInError(401, "The ID token has expired; sign in again.") from None
+            raise Unauthorized("The ID token has expired; sign in again.") from None
         except ClaimError as exc:
-            raise SignInError(401, f"The ID token is not for this sign-in: claim {getattr(exc, 'claim', '?')!r} is not valid.") from None
+            raise Unauthorized(f"The ID token is not for this sign-in: claim {getattr(exc, 'claim', '?')!r} is not valid.") from None
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if len(audiences) > 1 and claims.get("azp") != self.client_id:
             # OpenID Connect Core 3.1.3.7: with several audiences, this hub must be the authorized party
-            raise SignInError(401, "The ID token is not for this sign-in: claim 'azp' is not valid.")
+            raise Unauthorized("The ID token is not for this sign-in: claim 'azp' is not valid.")
         return claims

@@ -20,6 +20,7 @@ from joserfc.jwk import OctKey
 
 from hub.config.files import Staff
 from hub.config.settings import Settings
+from hub.errors import SessionError, SessionExpired
 from hub.privacy.sealing import dev_secret
 
 ISSUER = "council-connector-hub"
@@ -27,14 +28,6 @@ SESSION_AUDIENCE = "council-connector-hub/admin"
 LOGIN_AUDIENCE = "council-connector-hub/login"
 LOGIN_SECONDS = 600
 _ALGORITHMS = ["HS256"]
-
-
-class SessionError(Exception):
-    """A token the hub did not sign for this purpose, or altered since."""
-
-
-class SessionExpired(SessionError):
-    """A token the hub signed, whose time is over."""
 
 
 def session_secret(settings: Settings) -> bytes:

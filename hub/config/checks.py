@@ -127,8 +127,8 @@ def _check_routes(
 
 def _check_front_doors(settings: Settings, forms: FormRegistry) -> list[str]:
     """The Open311 services and GOV.UK Forms map each name a hub form that exists."""
-    from hub.api.routes.georeport import load_services
     from hub.api.routes.govuk_forms import load_forms_map
+    from hub.intake.georeport_services import load_services
 
     problems: list[str] = []
     services_path = settings.config_dir / "open311" / "services.yaml"

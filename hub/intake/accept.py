@@ -1,17 +1,25 @@
-"""Storing a valid submission, the same way whichever front door it came through (the intake
-API, Open311, GOV.UK Forms): route it, store it with its deliveries, wake the relay, count it.
+"""The one way in. Every front door (the v1 API and its fast path, GOV.UK Forms, Open311) parses
+its own request and hands the payload here; what happens next happens here, in this order:
+
+    form_for(client, form_id)   404 unless the client may submit that form and its council offers it
+    accept(submission)          bounds (depth, length, NUL) and the form's JSON Schema: 422 naming
+                                every failing field; routing; then one transaction (group commit)
+                                storing the submission, its deliveries and their outbox rows; a
+                                reused Idempotency-Key with another body is a 409; the relay is woken
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from fastapi.responses import JSONResponse
 
 from hub import metrics
 from hub.config.files import Client
-from hub.intake.forms import Form
+from hub.errors import NotFound, ValidationFailed
+from hub.intake.bounds import bound_errors
+from hub.intake.forms import FieldError, Form
 from hub.intake.group_commit import IntakeBatcher
 from hub.logs import get_logger, personal_data
 from hub.privacy.sealing import subject_digest
@@ -22,49 +30,83 @@ from hub.store import submissions as store
 log = get_logger("hub.intake")
 
 
-async def store_submission(
-    runtime: Runtime,
-    relay: Relay | None,
-    batcher: IntakeBatcher,
-    client: Client,
-    form: Form,
-    payload: Any,
-    body_sha256: str,
-    idempotency_key: str | None,
-    source: str,
-) -> store.Accepted:
-    """Stores a submission already validated against `form`; raises IdempotencyConflict when
-    the key was used before with another body."""
-    connectors = runtime.router.connectors_for(client.tenant, form.form_id, payload)
-    new = store.NewSubmission(
-        tenant=client.tenant,
-        client_id=client.id,
-        form_id=form.form_id,
-        form_version=form.version,
-        sealed_payload=runtime.sealer.seal(payload),
-        body_sha256=body_sha256,
-        idempotency_key=idempotency_key,
-        connectors=connectors,
-        reference_prefix=runtime.config.tenants[client.tenant].reference_prefix,
-        # keyed digests, never the addresses: they find the resident's submissions for access and erasure
-        subject_links=tuple(
-            (kind, subject_digest(runtime.index_key, kind, value)) for kind, value in form.subject_identifiers(payload)
-        ),
-    )
-    with personal_data(form.pii_values(payload)):
-        accepted = await batcher.accept(new)
-        if accepted.created and relay is not None:
-            relay.wake()
-        metrics.SUBMISSIONS.labels(form.form_id, "accepted" if accepted.created else "repeat").inc()
-        with structlog.contextvars.bound_contextvars(reference=accepted.reference):
-            if not connectors:
-                log.warning("submission_unrouted", form=form.form_id, tenant=client.tenant)
-            log.info("submission_accepted", form=form.form_id, client=client.id, source=source, deliveries=connectors, repeat=not accepted.created)
-    return accepted
+@dataclass(frozen=True)
+class Submission:
+    """What a front door hands in: a payload already parsed (and translated, for Open311)."""
+
+    client: Client
+    form: Form
+    payload: Any
+    # the hash of the body as sent (or of the translated payload): a repeat with another body is a conflict
+    body_sha256: str
+    idempotency_key: str | None
+    # which front door: "api", "govuk-forms", "open311"
+    source: str
 
 
-def receipt(runtime: Runtime, accepted: store.Accepted) -> JSONResponse:
-    """The 202 answer every front end gets: the reference and where to follow it."""
-    status_url = f"{runtime.settings.public_url.rstrip('/')}/v1/submissions/{accepted.reference}"
-    body = {"reference": accepted.reference, "status_url": status_url, "received_at": accepted.received_at.isoformat()}
-    return JSONResponse(body, status_code=202, headers={"Location": status_url})
+class Intake:
+    """The hub's intake, one per API process: the runtime's forms and routes, the group-commit
+    writer and the relay to wake after each commit."""
+
+    def __init__(self, runtime: Runtime, relay: Relay | None, batcher: IntakeBatcher | None = None) -> None:
+        self.runtime = runtime
+        self.relay = relay
+        self.batcher = batcher or IntakeBatcher(runtime.engine)
+
+    def may_submit(self, client: Client, form_id: str) -> bool:
+        """A client submits only the forms it is allowed AND its council offers."""
+        tenant = self.runtime.config.tenants.get(client.tenant)
+        return tenant is not None and tenant.offers(form_id) and client.may_submit(form_id)
+
+    def form_for(self, client: Client, form_id: str, version: int | None = None, what: str | None = None) -> Form:
+        """The form this client may submit, or NotFound (another council's form is not found either)."""
+        form = self.runtime.forms.get(form_id, version)
+        if form is None or not self.may_submit(client, form_id):
+            named = what or f"form {form_id!r}" + (f" version {version}" if version else "")
+            raise NotFound(f"There is no {named} for this client.")
+        return form
+
+    def problems(self, form: Form, payload: Any) -> list[FieldError]:
+        """Every way the payload breaks the hub's bounds, else every way it breaks the form."""
+        settings = self.runtime.settings
+        return bound_errors(payload, settings.max_depth, settings.max_string_length) or form.errors(payload)
+
+    async def accept(self, submission: Submission) -> store.Accepted:
+        """Validates, routes and stores the submission; raises ValidationFailed (422) or
+        IdempotencyConflict (409). A repeat of the same body returns the first submission."""
+        form, payload, client = submission.form, submission.payload, submission.client
+        errors = self.problems(form, payload)
+        if errors:
+            metrics.SUBMISSIONS.labels(form.form_id, "invalid").inc()
+            # only pointers are logged: the values may be personal data
+            log.info("submission_invalid", form=form.form_id, client=client.id, source=submission.source,
+                     pointers=[e.pointer for e in errors])
+            raise ValidationFailed(f"{len(errors)} field(s) need attention.", errors=[e.as_dict() for e in errors])
+        runtime = self.runtime
+        connectors = runtime.router.connectors_for(client.tenant, form.form_id, payload)
+        new = store.NewSubmission(
+            tenant=client.tenant,
+            client_id=client.id,
+            form_id=form.form_id,
+            form_version=form.version,
+            sealed_payload=runtime.sealer.seal(payload),
+            body_sha256=submission.body_sha256,
+            idempotency_key=submission.idempotency_key,
+            connectors=connectors,
+            reference_prefix=runtime.config.tenants[client.tenant].reference_prefix,
+            # keyed digests, never the addresses: they find the resident's submissions for access and erasure
+            subject_links=tuple(
+                (kind, subject_digest(runtime.index_key, kind, value)) for kind, value in form.subject_identifiers(payload)
+            ),
+        )
+        with personal_data(form.pii_values(payload)):
+            accepted = await self.batcher.accept(new)
+            if accepted.created and self.relay is not None:
+                self.relay.wake()
+            metrics.SUBMISSIONS.labels(form.form_id, "accepted" if accepted.created else "repeat").inc()
+            with structlog.contextvars.bound_contextvars(reference=accepted.reference):
+                if not connectors:
+                    log.warning("submission_unrouted", form=form.form_id, tenant=client.tenant)
+                log.info("submission_accepted", form=form.form_id, client=client.id, source=submission.source,
+                         deliveries=connectors, repeat=not accepted.created)
+        return accepted

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
+from hub.errors import IdempotencyConflict
 from hub.store import submissions as store
 
 
@@ -49,7 +50,7 @@ class IntakeBatcher:
                 for (_, future), result in zip(batch, accepted):
                     if future.done():
                         continue
-                    if isinstance(result, store.IdempotencyConflict):
+                    if isinstance(result, IdempotencyConflict):
                         future.set_exception(result)
                     else:
                         future.set_result(result)

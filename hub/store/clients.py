@@ -19,6 +19,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.config.files import Client, HubConfig, hash_api_key
+from hub.errors import Conflict
 from hub.intake.forms import FormRegistry
 from hub.store import audit
 from hub.store.tables import api_clients
@@ -109,8 +110,12 @@ def problems(new: NewClient, config: HubConfig, forms: FormRegistry | None = Non
     return found
 
 
-class ClientExists(Exception):
+class ClientExists(Conflict):
     """A client with this id is already stored."""
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"A client {client_id!r} is already stored.")
+        self.client_id = client_id
 
 
 def create(engine: Engine, new: NewClient, actor: str) -> tuple[StoredClient, str]:

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
+from hub.errors import IdempotencyConflict
 from hub.store.db import one_statement
 from hub.store.tables import customer_links, deliveries, outbox, submissions
 from hub.store.timeline import timeline
@@ -26,14 +27,6 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 def new_reference(prefix: str) -> str:
     return f"{prefix}-" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used before with a different body."""
-
-    def __init__(self, reference: str) -> None:
-        super().__init__(reference)
-        self.reference = reference
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from itertools import count
 import pytest
 from sqlalchemy import Engine, func, inspect, select
 
+from hub.errors import IdempotencyConflict
 from hub.store import deliveries as deliveries_store
 from hub.store import outbox
 from hub.store import submissions as store
@@ -89,7 +90,7 @@ def test_racing_posts_with_one_idempotency_key_make_one_submission(engine: Engin
 
 def test_the_same_idempotency_key_with_another_body_conflicts(engine: Engine) -> None:
     first = store.accept(engine, new(key="k"))
-    with pytest.raises(store.IdempotencyConflict) as caught:
+    with pytest.raises(IdempotencyConflict) as caught:
         store.accept(engine, new(key="k", body="b" * 64))
     assert caught.value.reference == first.reference
 
@@ -121,7 +122,7 @@ def test_a_group_commit_answers_repeated_idempotency_keys_with_the_first_submiss
     assert isinstance(results[0], store.Accepted) and results[0].reference == first.reference and not results[0].created
     assert isinstance(results[1], store.Accepted) and results[1].created
     assert isinstance(results[2], store.Accepted) and results[2].reference == results[1].reference and not results[2].created
-    assert isinstance(results[3], store.IdempotencyConflict) and results[3].reference == first.reference
+    assert isinstance(results[3], IdempotencyConflict) and results[3].reference == first.reference
     assert isinstance(results[4], store.Accepted) and results[4].created
     assert counts(engine) == (3, 6, 6)
 

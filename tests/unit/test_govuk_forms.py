@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from hub.api import problems
 from hub.api.routes import govuk_forms as govuk
-from hub.intake.group_commit import IntakeBatcher
+from hub.intake.accept import Intake
 from tests.support.embedded import EmbeddedHub
 from tests.support.realworld import realworld
 
@@ -124,7 +124,7 @@ def test_only_json_is_accepted(hub: EmbeddedHub) -> None:
 
 def test_without_govuks_schema_the_endpoint_says_so_and_the_hub_still_starts(hub: EmbeddedHub, tmp_path: Path) -> None:
     app = FastAPI()
-    app.state.runtime, app.state.relay, app.state.batcher = hub.runtime, None, IntakeBatcher(hub.runtime.engine)
+    app.state.runtime, app.state.relay, app.state.intake = hub.runtime, None, Intake(hub.runtime, None)
     problems.install(app)
     # a council's own standards folder (HUB_STANDARDS_DIR) without GOV.UK's schema in it
     app.include_router(govuk.create_router(tmp_path / "forms.yaml", standards_dir=tmp_path / "standards"))

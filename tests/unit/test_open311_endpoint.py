@@ -14,11 +14,11 @@ from urllib.parse import urlencode
 import pytest
 
 from connectors.base import Secrets
-from hub.api.routes.georeport import load_services, translate
 from hub.api.server_thread import ServerThread
 from hub.config.settings import Settings
 from hub.errors import ConfigError
 from hub.intake.forms import schema_validator
+from hub.intake.georeport_services import load_services, translate
 from simulators.open311 import PREFIX, Open311State
 from simulators.open311 import create_app as create_open311
 from tests.support.embedded import EmbeddedHub

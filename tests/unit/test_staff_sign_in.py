@@ -21,10 +21,10 @@ from pydantic import SecretStr
 from hub.api.app import create_app
 from hub.api.server_thread import ServerThread
 from hub.auth import sessions
-from hub.auth.oidc import OidcClient, SignInError
+from hub.auth.oidc import OidcClient
 from hub.config.files import load_config
 from hub.config.settings import Settings
-from hub.errors import ConfigError
+from hub.errors import ConfigError, Unauthorized
 from hub.runtime import Runtime
 from hub.store.migrate import upgrade
 from tests.support.oidc import Issuer, oidc_issuer, provider_form, sign_in
@@ -200,7 +200,7 @@ def test_an_id_token_issued_to_another_application_is_refused_for_its_audience(h
     foreign = _id_token_for_another_client(hub.issuer, browser, "wv-7d1c2a", nonce="n-1")
     assert _claims(foreign)["aud"] != hub.runtime.settings.oidc_client_id
     checker = OidcClient(hub.runtime.settings)
-    with pytest.raises(SignInError) as refused:
+    with pytest.raises(Unauthorized) as refused:
         asyncio.run(checker.identity(foreign, "n-1"))
     assert refused.value.status == 401 and "'aud'" in refused.value.detail
     # nor is the provider's token itself a hub session
@@ -213,10 +213,10 @@ def test_an_id_token_with_a_broken_signature_or_another_nonce_is_refused(hub: Si
     # checked as the application it was issued to, so only the signature or the nonce can fail
     checker = OidcClient(hub.runtime.settings.model_copy(update={"oidc_client_id": _claims(token)["aud"]}))
     assert asyncio.run(checker.identity(token, "n-2"))["sub"] == "wv-7d1c2a"
-    with pytest.raises(SignInError) as replayed:
+    with pytest.raises(Unauthorized) as replayed:
         asyncio.run(checker.identity(token, "another-nonce"))
     assert "'nonce'" in replayed.value.detail
-    with pytest.raises(SignInError) as tampered:
+    with pytest.raises(Unauthorized) as tampered:
         asyncio.run(checker.identity(_with_claims(token, sub="ict-operator"), "n-2"))
     assert "signature does not verify" in tampered.value.detail
 

@@ -19,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
 from hub.api.deps import RelayDep, RuntimeDep, bearer_identity, challenge, get_runtime, get_session_secret
-from hub.api.problems import Problem, problem_responses
+from hub.api.problems import problem_responses
 from hub.auth import sessions
 from hub.config.files import ConnectorConfig, Role, Staff
+from hub.errors import Forbidden, NotFound, SessionError, SessionExpired, Unauthorized
 from hub.runtime import Runtime
 from hub.store import audit, circuits
 from hub.store.replay import ParkedFilter, counts_by_connector, find_parked, replay
@@ -44,9 +45,9 @@ def get_staff(
         if mode != "local" and sessions.looks_like_jwt(token):
             try:
                 staff_id = sessions.verify(token, get_session_secret(request))
-            except sessions.SessionExpired:
-                raise Problem(401, "unauthorized", "This session has expired; sign in again at /v1/auth/login.", headers=challenge(STAFF_REALM)) from None
-            except sessions.SessionError:
+            except SessionExpired:
+                raise Unauthorized("This session has expired; sign in again at /v1/auth/login.", headers=challenge(STAFF_REALM)) from None
+            except SessionError:
                 # not one of our sessions: in "both" mode it may still be a local token
                 return runtime.config.staff_for_token(token) if mode == "both" else None
             # roles and tenant come from today's configuration; a person removed from it is out
@@ -61,7 +62,7 @@ StaffDep = Annotated[Staff, Depends(get_staff)]
 
 def _require(staff: Staff, role: Role) -> None:
     if not staff.can(role):
-        raise Problem(403, "forbidden", f"This needs the {role} role; {staff.id} has {', '.join(staff.roles)}.")
+        raise Forbidden(f"This needs the {role} role; {staff.id} has {', '.join(staff.roles)}.")
 
 
 def _scope(staff: Staff) -> str | None:
@@ -135,10 +136,9 @@ def _pausable(runtime: Runtime, staff: Staff, name: str) -> ConnectorConfig:
     _require(staff, "operator")
     config = runtime.config.connectors.get(name)
     if config is None or not _visible(staff, config):
-        raise Problem(404, "not-found", f"No connector {name!r} for this member of staff.")
+        raise NotFound(f"No connector {name!r} for this member of staff.")
     if staff.tenant != "*" and config.tenants != (staff.tenant,):
-        raise Problem(
-            403, "forbidden",
+        raise Forbidden(
             f"Connector {name!r} also carries other councils' submissions, so only an operator working for every tenant may pause or resume it.",
         )
     return config
@@ -200,7 +200,7 @@ async def replay_one(delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runt
     flt = ParkedFilter(ids=(delivery_id,), tenant=_scope(staff))
     done = await run_in_threadpool(replay, runtime.engine, flt, f"staff:{staff.id}")
     if not done:
-        raise Problem(404, "not-found", f"No parked delivery {delivery_id} for this member of staff.")
+        raise NotFound(f"No parked delivery {delivery_id} for this member of staff.")
     if relay is not None:
         relay.wake()
     return {"replayed": done[0]}

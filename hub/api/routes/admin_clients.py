@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import RuntimeDep, get_client_cache
-from hub.api.problems import Problem, problem_responses
+from hub.api.problems import problem_responses
 from hub.api.routes.admin import StaffDep, _require, _scope
 from hub.config.files import Client
+from hub.errors import BadRequest, MethodNotAllowed, NotFound, ValidationFailed
 from hub.store import clients
 from hub.store.clients import ClientCache
 
@@ -42,19 +43,19 @@ async def create_client(body: ClientRequest, runtime: RuntimeDep, staff: StaffDe
     _require(staff, "admin")
     tenant = body.tenant or _scope(staff)
     if tenant is None:
-        raise Problem(422, "validation-failed", "Name the tenant the client works for.",
+        raise ValidationFailed("Name the tenant the client works for.",
                       errors=[{"pointer": "/tenant", "detail": "required for staff working for every tenant"}])
     if not staff.sees(tenant):
-        raise Problem(404, "not-found", f"No tenant {tenant!r} for this member of staff.")
+        raise NotFound(f"No tenant {tenant!r} for this member of staff.")
     new = clients.NewClient(body.id, tenant, body.name, tuple(body.forms), body.expires_in_days)
     problems = clients.problems(new, runtime.config, runtime.forms)
     if problems:
-        raise Problem(422, "validation-failed", f"{len(problems)} field(s) need attention.",
+        raise ValidationFailed(f"{len(problems)} field(s) need attention.",
                       errors=[{"pointer": f"/{where}", "detail": what} for where, what in problems])
     try:
         stored, key = await run_in_threadpool(clients.create, runtime.engine, new, f"staff:{staff.id}")
     except clients.ClientExists:
-        raise Problem(422, "validation-failed", "1 field(s) need attention.",
+        raise ValidationFailed("1 field(s) need attention.",
                       errors=[{"pointer": "/id", "detail": f"a client {body.id!r} already exists; choose another id"}]) from None
     return JSONResponse({**stored.as_dict(), "api_key": key}, status_code=201, headers={"Cache-Control": "no-store"})
 
@@ -72,7 +73,7 @@ async def list_clients(runtime: RuntimeDep, staff: StaffDep) -> list[dict[str, A
 @router.api_route("", methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"], include_in_schema=False)
 async def other_methods() -> None:
     # GET and POST are two routes on one path: left to the router, a 405 would allow only one
-    raise Problem(405, "bad-request", "Use GET to list the clients or POST to make one.", headers={"Allow": "GET, POST"})
+    raise MethodNotAllowed("Use GET to list the clients or POST to make one.", headers={"Allow": "GET, POST"})
 
 
 @router.post("/{client_id}/revoke", responses=problem_responses(400, 404))
@@ -84,9 +85,9 @@ async def revoke_client(
     _require(staff, "admin")
     configured = runtime.config.clients.get(client_id)
     if configured is not None and staff.sees(configured.tenant):
-        raise Problem(400, "bad-request", f"Client {client_id!r} is defined in the configuration files; remove its key there.")
+        raise BadRequest(f"Client {client_id!r} is defined in the configuration files; remove its key there.")
     revoked = await run_in_threadpool(clients.revoke, runtime.engine, client_id, f"staff:{staff.id}", _scope(staff))
     if revoked is None:
-        raise Problem(404, "not-found", f"No client {client_id!r} for this member of staff.")
+        raise NotFound(f"No client {client_id!r} for this member of staff.")
     cache.forget(client_id)
     return revoked.as_dict()

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import RuntimeDep
-from hub.api.problems import Problem, problem_responses
+from hub.api.problems import problem_responses
 from hub.api.routes.admin import StaffDep, _require, _scope
 from hub.config.files import Staff
+from hub.errors import Forbidden, NotFound
 from hub.privacy.sealing import UnknownKey
 from hub.privacy.subjects import erase, export
 from hub.runtime import Runtime
@@ -48,14 +49,14 @@ def _tenant_for(runtime: Runtime, staff: Staff, body: SubjectRequest) -> str:
     schema's pattern, whose message does not repeat it.)"""
     if staff.tenant != "*":
         if body.tenant is not None and body.tenant != staff.tenant:
-            raise Problem(404, "not-found", f"No tenant {body.tenant!r} for this member of staff.")
+            raise NotFound(f"No tenant {body.tenant!r} for this member of staff.")
         return staff.tenant
     if body.tenant is None:
         # a resident's request is answered per council: never across every tenant at once
-        raise Problem(403, "forbidden", f"{staff.id} works for every tenant: name the tenant in `tenant`.", errors=[
+        raise Forbidden(f"{staff.id} works for every tenant: name the tenant in `tenant`.", errors=[
             {"pointer": "/tenant", "detail": "tenant is required for staff who work for every tenant"}])
     if body.tenant not in runtime.config.tenants:
-        raise Problem(404, "not-found", f"No tenant {body.tenant!r}.")
+        raise NotFound(f"No tenant {body.tenant!r}.")
     return body.tenant
 
 
@@ -104,7 +105,7 @@ async def submission(
     _require(staff, "viewer")
     found = await run_in_threadpool(_submission, runtime, staff, reference)
     if found is None:
-        raise Problem(404, "not-found", f"No submission {reference!r} for this member of staff.")
+        raise NotFound(f"No submission {reference!r} for this member of staff.")
     return found
 
 

@@ -6,160 +6,23 @@ Each service in `config/open311/services.yaml` is a hub form; a request is trans
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
-import yaml
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from hub import metrics
-from hub.api.deps import BatcherDep, RelayDep, RuntimeDep, find_client, get_client_cache, may_submit
-from hub.api.problems import Problem
-from hub.api.routes.submissions import read_body
+from hub.api.body import read_body
+from hub.api.deps import IntakeDep, RuntimeDep, find_client, get_client_cache
 from hub.config.files import Client
-from hub.errors import ConfigError
-from hub.intake.accept import store_submission
-from hub.logs import get_logger
+from hub.errors import IdempotencyConflict, NotFound, RequestError, ValidationFailed
+from hub.intake.accept import Submission
+from hub.intake.georeport_services import GEOREPORT_FIELDS, Services, load_services, normalise, source_field, translate
 from hub.store import submissions as store
-
-log = get_logger("hub.open311")
-Value = str | list[str]
-GEOREPORT_FIELDS = frozenset({
-    "lat", "long", "address_string", "address_id", "email", "first_name", "last_name", "phone",
-    "description", "media_url", "device_id", "account_id",
-})
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Attribute(_Model):
-    code: str
-    datatype: Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
-    required: bool = False
-    description: str
-    values: dict[str, str] = Field(default_factory=dict)
-
-
-class FieldRule(_Model):
-    """Where one form field comes from: the first GeoReport field in `from` that has a value."""
-
-    sources: tuple[str, ...] = Field(alias="from", min_length=1)
-    as_: Literal["text", "number", "list", "photo"] = Field(default="text", alias="as")
-    truncate: int | None = Field(default=None, gt=0)
-    when_missing: Literal["received_at"] | None = None
-
-    @field_validator("sources", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return (value,) if isinstance(value, str) else value
-
-
-class Service(_Model):
-    service_code: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    service_name: str
-    description: str
-    group: str | None = None
-    keywords: tuple[str, ...] = ()
-    form: str
-    attributes: tuple[Attribute, ...] = ()
-    # form field path (dot-separated) -> rule
-    fields: dict[str, FieldRule]
-
-    @model_validator(mode="after")
-    def _sources_exist(self) -> Service:
-        known = GEOREPORT_FIELDS | {f"attribute[{a.code}]" for a in self.attributes}
-        for target, rule in self.fields.items():
-            for source in rule.sources:
-                if source not in known:
-                    raise ValueError(f"fields.{target}: {source!r} is not a GeoReport field or an attribute of this service")
-        return self
-
-
-class Services(_Model):
-    # an attribute the client sends with its own report id (FixMyStreet: fixmystreet_id): a repeat is answered with the first reference
-    idempotency_attribute: str | None = None
-    services: tuple[Service, ...] = ()
-
-    def get(self, code: str) -> Service | None:
-        return next((s for s in self.services if s.service_code == code), None)
-
-
-def load_services(path: Path) -> Services:
-    """Reads the service list; a missing file offers no services, a bad one is a ConfigError."""
-    if not path.exists():
-        return Services()
-    try:
-        return Services.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read Open311 services: {exc}") from None
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def normalise(body: Any) -> dict[str, Value]:
-    """A GeoReport request as {field: text}, with attributes as {"attribute[code]": [values]}.
-
-    Takes form fields (attribute[code]=v, attribute[code][]=v repeated) or a JSON object
-    (with "attribute"/"attributes" as an object, or the same flattened keys)."""
-    found: dict[str, Value] = {}
-    pairs = body.items() if isinstance(body, dict) else body
-    for key, value in pairs:
-        if key in ("attribute", "attributes") and isinstance(value, dict):
-            for code, inner in value.items():
-                found[f"attribute[{code}]"] = [_text(v) for v in (inner if isinstance(inner, list) else [inner]) if v is not None]
-        elif key.startswith("attribute[") and "]" in key:
-            name = key[: key.index("]") + 1]
-            values = value if isinstance(value, list) else [value]
-            existing = found.get(name)
-            found[name] = (existing if isinstance(existing, list) else []) + [_text(v) for v in values if v is not None]
-        elif value is not None and value != "":  # GeoReport: an empty optional field is an absent one
-            found[key] = _text(value)
-    return found
-
-
-def translate(service: Service, request: dict[str, Value], received_at: datetime) -> dict[str, Any]:
-    """The form payload the service's field rules make from a normalised request."""
-    payload: dict[str, Any] = {}
-    for target, rule in service.fields.items():
-        raw = next((request[s] for s in rule.sources if request.get(s) not in (None, "", [])), None)
-        value = _convert(raw, rule) if raw is not None else None
-        if value is None and rule.when_missing == "received_at":
-            value = received_at.isoformat()
-        if value is not None:
-            node = payload
-            *parents, leaf = target.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-    return payload
-
-
-def _convert(raw: Value, rule: FieldRule) -> Any:
-    first = raw[0] if isinstance(raw, list) else raw
-    if rule.as_ == "list":
-        return list(raw) if isinstance(raw, list) else [raw]
-    if rule.as_ == "number":
-        try:
-            return float(first)
-        except ValueError:
-            return first  # left for the form's schema to reject, with its own message
-    if rule.as_ == "photo":
-        name = urlsplit(first).path.rsplit("/", 1)[-1] or "photo"
-        return [{"id": name[:100], "url": first, "content_type": mimetypes.guess_type(name)[0] or "application/octet-stream"}]
-    return first[: rule.truncate] if rule.truncate else first
-
-
-def _text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def errors(status: int, *descriptions: str) -> JSONResponse:
@@ -217,10 +80,11 @@ def create_router(services_file: Path) -> APIRouter:
         return {"service_code": service.service_code, "attributes": attributes}
 
     @router.post("/requests.json", responses=error_responses(400, 403, 404, 413), openapi_extra=_REQUEST_BODY)
-    async def create_request(request: Request, runtime: RuntimeDep, relay: RelayDep, batcher: BatcherDep) -> JSONResponse:
+    async def create_request(request: Request, intake: IntakeDep) -> JSONResponse:
+        runtime = intake.runtime
         try:
             body = await read_body(request, runtime.settings.max_body_bytes)
-        except Problem as exc:
+        except RequestError as exc:
             return errors(exc.status if exc.status == 413 else 400, exc.detail)
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
@@ -241,23 +105,25 @@ def create_router(services_file: Path) -> APIRouter:
         if not isinstance(code, str):
             return errors(400, "service_code was not provided")
         service = offered.get(code)
-        form = runtime.forms.get(service.form) if service is not None else None
-        if service is None or form is None or not may_submit(runtime, client, service.form):
+        try:
+            if service is None:
+                raise NotFound(code)
+            form = intake.form_for(client, service.form)
+        except NotFound:
             return errors(404, f"service_code {code} was not found")
         if not (("lat" in fields and "long" in fields) or "address_string" in fields or "address_id" in fields):
             return errors(400, "A full location parameter must be submitted: lat and long, address_string or address_id")
         payload = translate(service, fields, datetime.now(UTC))
-        if problems := form.errors(payload):
-            metrics.SUBMISSIONS.labels(form.form_id, "invalid").inc()
-            log.info("open311_request_invalid", form=form.form_id, client=client.id, pointers=[e.pointer for e in problems])
-            return errors(400, *(f"{_source(service, e.pointer)}: {e.message}" for e in problems))
         repeat_of = fields.get(f"attribute[{offered.idempotency_attribute}]") if offered.idempotency_attribute else None
         idempotency_key = f"open311:{code}:{repeat_of[0]}" if isinstance(repeat_of, list) and repeat_of else None
         body_sha256 = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
         try:
-            accepted = await store_submission(runtime, relay, batcher, client, form, payload, body_sha256, idempotency_key, "open311")
+            accepted = await intake.accept(Submission(client, form, payload, body_sha256, idempotency_key, "open311"))
             reference = accepted.reference
-        except store.IdempotencyConflict as exc:  # the same report sent again, edited: keep the first
+        except ValidationFailed as invalid:
+            # in GeoReport's terms: the client's own field names, not the form's pointers
+            return errors(400, *(f"{source_field(service, e['pointer'])}: {e['detail']}" for e in invalid.errors or []))
+        except IdempotencyConflict as exc:  # the same report sent again, edited: keep the first
             reference = exc.reference
         return JSONResponse([{"service_request_id": reference}])
 
@@ -280,15 +146,6 @@ def create_router(services_file: Path) -> APIRouter:
         return errors(404, f"service_request_id {reference} was not found")
 
     return router
-
-
-def _source(service: Service, pointer: str) -> str:
-    """The GeoReport field a form error came from, so the client sees its own names."""
-    path = pointer.strip("/").replace("/", ".")
-    for target, rule in service.fields.items():
-        if path == target or path.startswith(target + "."):
-            return rule.sources[0]
-    return path or "request"
 
 
 def _as_request(status: dict[str, Any], offered: Services) -> dict[str, Any]:
@@ -324,5 +181,5 @@ def _client_for(runtime: RuntimeDep, request: Request, key: object) -> tuple[Cli
         return None, None
     try:
         return find_client(runtime, get_client_cache(request), key), None
-    except Problem as problem:
+    except RequestError as problem:
         return None, problem.detail

@@ -5,7 +5,6 @@ A GOV.UK form id picks the hub form (`config/govuk/forms.yaml`, else `govuk-<for
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,15 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hub import metrics
-from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep, may_submit
-from hub.api.problems import Problem, problem_responses
-from hub.api.routes.submissions import Receipt, read_body
+from hub.api.body import media_type, parse_json, read_body, sha256
+from hub.api.deps import ClientDep, IntakeDep
+from hub.api.problems import problem_responses
+from hub.api.routes.submissions import Receipt, receipt
 from hub.config.bundled import standards_path
-from hub.errors import ConfigError, SchemaError
-from hub.intake.accept import receipt, store_submission
+from hub.errors import ConfigError, SchemaError, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
+from hub.intake.accept import Submission
 from hub.intake.forms import Form, compile_form
 from hub.logs import get_logger
-from hub.store import submissions as store
 
 log = get_logger("hub.govuk")
 # GOV.UK's published contract, shipped in standards/ (or a council's copy in HUB_STANDARDS_DIR)
@@ -104,54 +102,29 @@ def create_router(forms_file: Path, standards_dir: Path | None = None) -> APIRou
     )
     async def submit(
         request: Request,
-        runtime: RuntimeDep,
-        relay: RelayDep,
-        batcher: BatcherDep,
+        intake: IntakeDep,
         client: ClientDep,
         idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
     ) -> JSONResponse:
         if contract is None:
-            raise Problem(503, "service-unavailable", "GOV.UK Forms submissions cannot be checked: their schema is missing.")
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/json":
-            raise Problem(415, "unsupported-media-type", "Send the GOV.UK Forms submission as JSON with Content-Type: application/json.")
-        body = await read_body(request, runtime.settings.max_body_bytes)
-        try:
-            payload: Any = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise Problem(400, "malformed-json", f"The body is not valid JSON: {exc}.") from None
-        _check(contract, payload, "This is not a GOV.UK Forms JSON submission (version 1).")
+            raise ServiceUnavailable("GOV.UK Forms submissions cannot be checked: their schema is missing.")
+        if media_type(request) != "application/json":
+            raise UnsupportedMediaType("Send the GOV.UK Forms submission as JSON with Content-Type: application/json.")
+        body = await read_body(request, intake.runtime.settings.max_body_bytes)
+        payload = parse_json(body)
+        # GOV.UK's own contract first: a body that is no GOV.UK submission is told so in those terms
+        if problems := intake.problems(contract, payload):
+            raise ValidationFailed(f"This is not a GOV.UK Forms JSON submission (version 1). {len(problems)} field(s) need attention.",
+                                   errors=[e.as_dict() for e in problems])
         govuk_id = payload.get("form_id")
         if not isinstance(govuk_id, str) or not _FORM_ID.match(govuk_id):
-            raise Problem(422, "validation-failed", "The submission has no GOV.UK form id.",
-                          errors=[{"pointer": "/form_id", "detail": "form_id is required: forms-runner sends the form's id"}])
-        form_id = forms_map.hub_form(govuk_id)
-        form = runtime.forms.get(form_id)
-        if form is None or not may_submit(runtime, client, form_id):
-            raise Problem(404, "not-found", f"There is no hub form for GOV.UK form {govuk_id} for this client.")
-        _check(form, payload, "The submission does not fit the hub form.")
+            raise ValidationFailed("The submission has no GOV.UK form id.",
+                                   errors=[{"pointer": "/form_id", "detail": "form_id is required: forms-runner sends the form's id"}])
+        form = intake.form_for(client, forms_map.hub_form(govuk_id), what=f"hub form for GOV.UK form {govuk_id}")
         # forms-runner gives every submission its own reference: a resend of it is a repeat
         reference = payload.get("submission_reference")
         key = idempotency_key or (f"govuk:{reference}" if isinstance(reference, str) and reference else None)
-        return await _store(runtime, relay, batcher, client, form, payload, body, key)
+        accepted = await intake.accept(Submission(client, form, payload, sha256(body), key, "govuk-forms"))
+        return receipt(intake.runtime, accepted)
 
     return router
-
-
-def _check(form: Form, payload: Any, detail: str) -> None:
-    problems = form.errors(payload)
-    if problems:
-        metrics.SUBMISSIONS.labels(form.form_id, "invalid").inc()
-        log.info("govuk_submission_invalid", form=form.form_id, pointers=[e.pointer for e in problems])
-        raise Problem(422, "validation-failed", f"{detail} {len(problems)} field(s) need attention.",
-                      errors=[e.as_dict() for e in problems])
-
-
-async def _store(runtime: RuntimeDep, relay: RelayDep, batcher: BatcherDep, client: ClientDep, form: Form, payload: Any, body: bytes, key: str | None) -> JSONResponse:
-    """Stores the submission with its deliveries exactly as intake does, and answers with intake's receipt."""
-    try:
-        accepted = await store_submission(runtime, relay, batcher, client, form, payload, hashlib.sha256(body).hexdigest(), key, "govuk-forms")
-    except store.IdempotencyConflict as exc:
-        raise Problem(409, "idempotency-conflict", "This submission was already sent with a different body.",
-                      reference=exc.reference) from None
-    return receipt(runtime, accepted)

@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import RuntimeDep, get_session_secret
-from hub.api.problems import Problem, problem_responses
+from hub.api.problems import problem_responses
 from hub.auth import sessions
-from hub.auth.oidc import OidcClient, SignInError
+from hub.auth.oidc import OidcClient
+from hub.errors import Forbidden, NotFound, SessionError, Unauthorized
 from hub.logs import get_logger
 from hub.runtime import Runtime
 from hub.store import audit
@@ -30,13 +31,11 @@ Secret = Annotated[bytes, Depends(get_session_secret)]
 
 def _client(request: Request, runtime: Runtime) -> OidcClient:
     if runtime.settings.staff_auth == "local":
-        raise Problem(404, "not-found", "Staff sign-in with OpenID Connect is not enabled on this hub (HUB_STAFF_AUTH=local).")
+        raise NotFound("Staff sign-in with OpenID Connect is not enabled on this hub (HUB_STAFF_AUTH=local).")
     client: OidcClient | None = getattr(request.app.state, "oidc", None)
     if client is None:
-        try:
-            client = request.app.state.oidc = OidcClient(runtime.settings)
-        except SignInError as exc:
-            raise Problem(503, "service-unavailable", exc.detail) from None
+        # an unconfigured or unreachable provider is a ServiceUnavailable, a refused sign-in Unauthorized
+        client = request.app.state.oidc = OidcClient(runtime.settings)
     return client
 
 
@@ -45,20 +44,12 @@ def _redirect_uri(runtime: Runtime) -> str:
     return f"{runtime.settings.public_url.rstrip('/')}/v1/auth/callback"
 
 
-def _refused(exc: SignInError) -> Problem:
-    kind = {401: "unauthorized", 403: "forbidden"}.get(exc.status, "service-unavailable")
-    return Problem(exc.status, kind, exc.detail)
-
-
 @router.get("/login", status_code=302, responses={302: {"description": "To the identity provider's sign-in page"}, **problem_responses(404, 503)})
 async def login(request: Request, runtime: RuntimeDep, secret: Secret) -> RedirectResponse:
     """Starts a sign-in: redirects to the identity provider (authorization code flow with PKCE)."""
     client = _client(request, runtime)
     state = sessions.LoginState.new()
-    try:
-        url = await client.authorization_url(_redirect_uri(runtime), state)
-    except SignInError as exc:
-        raise _refused(exc) from None
+    url = await client.authorization_url(_redirect_uri(runtime), state)
     response = RedirectResponse(url, status_code=302)
     response.set_cookie(
         COOKIE, state.seal(secret), max_age=sessions.LOGIN_SECONDS, path="/v1/auth",
@@ -83,29 +74,26 @@ async def callback(
         # nothing is granted on this path, so the provider's error needs no state to be shown;
         # only its code is repeated: the description is free text
         reason = error if re.fullmatch(r"[a-z_]{1,64}", error) else "an error"
-        raise Problem(401, "unauthorized", f"The identity provider did not sign you in ({reason}); {_RESTART}.")
+        raise Unauthorized(f"The identity provider did not sign you in ({reason}); {_RESTART}.")
     cookie = request.cookies.get(COOKIE)
     try:
         started = sessions.LoginState.open(cookie, secret) if cookie else None
-    except sessions.SessionError:
+    except SessionError:
         started = None
     if started is None:
-        raise Problem(401, "unauthorized", f"This sign-in did not start here or took over ten minutes; {_RESTART}.")
+        raise Unauthorized(f"This sign-in did not start here or took over ten minutes; {_RESTART}.")
     if state != started.state:
-        raise Problem(401, "unauthorized", f"The sign-in's state does not match the one this browser started; {_RESTART}.")
+        raise Unauthorized(f"The sign-in's state does not match the one this browser started; {_RESTART}.")
     if not code:
-        raise Problem(401, "unauthorized", f"The identity provider sent no sign-in code; {_RESTART}.")
-    try:
-        id_token = await client.exchange(code, _redirect_uri(runtime), started)
-        claims = await client.identity(id_token, started.nonce)
-    except SignInError as exc:
-        raise _refused(exc) from None
+        raise Unauthorized(f"The identity provider sent no sign-in code; {_RESTART}.")
+    id_token = await client.exchange(code, _redirect_uri(runtime), started)
+    claims = await client.identity(id_token, started.nonce)
     verified = claims.get("email_verified") in (True, "true")
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
     staff = runtime.config.staff_for_identity(str(claims["sub"]), email, verified)
     if staff is None:
         log.warning("staff_sign_in_refused", reason="not on the staff list", issuer=client.issuer)
-        raise Problem(403, "forbidden", "The identity provider knows you, but you are not on this hub's staff list; ask an administrator to add you.")
+        raise Forbidden("The identity provider knows you, but you are not on this hub's staff list; ask an administrator to add you.")
     session = sessions.issue(staff, secret, runtime.settings.session_seconds)
     detail: dict[str, Any] = {"method": "oidc", "issuer": client.issuer, "matched_by": "subject" if staff.oidc_subject else "email"}
     tenant = None if staff.tenant == "*" else staff.tenant

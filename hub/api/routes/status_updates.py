@@ -20,10 +20,10 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from hub.api.body import read_body
 from hub.api.deps import RuntimeDep
-from hub.api.problems import Problem, problem_responses
-from hub.api.routes.submissions import read_body
-from hub.errors import ConfigError
+from hub.api.problems import problem_responses
+from hub.errors import ConfigError, InvalidSignature, MalformedJson, NotFound, ValidationFailed
 from hub.logs import get_logger
 from hub.runtime import Runtime
 from hub.store import status_events as store
@@ -117,17 +117,17 @@ async def push_status(
     refused = _verify(hub_signature, body, secrets, time.time()) if secrets else "This connector does not take signed status updates."
     if refused is not None:
         log.info("status_update_refused", connector=connector, reason=refused)
-        raise Problem(401, "invalid-signature", refused, headers={"WWW-Authenticate": 'HMAC realm="status-updates"'})
+        raise InvalidSignature(refused, headers={"WWW-Authenticate": 'HMAC realm="status-updates"'})
     try:
         update = StatusUpdate.model_validate(orjson.loads(body))
     except orjson.JSONDecodeError as exc:
-        raise Problem(400, "malformed-json", f"The body is not valid JSON: {exc}.") from None
+        raise MalformedJson(f"The body is not valid JSON: {exc}.") from None
     except ValidationError as exc:
         errors = _problems(exc)
-        raise Problem(422, "validation-failed", f"{len(errors)} field(s) need attention.", errors=errors) from None
+        raise ValidationFailed(f"{len(errors)} field(s) need attention.", errors=errors) from None
     if update.external_reference is None and update.reference is None:
         errors = [{"pointer": "/external_reference", "detail": "Give external_reference (your reference) or reference (the hub's)."}]
-        raise Problem(422, "validation-failed", "1 field(s) need attention.", errors=errors)
+        raise ValidationFailed("1 field(s) need attention.", errors=errors)
     recorded = await run_in_threadpool(_record, runtime, connector, update)
     return JSONResponse(recorded, status_code=202)
 
@@ -136,7 +136,7 @@ def _record(runtime: Runtime, connector: str, update: StatusUpdate) -> dict[str,
     target = store.find_target(runtime.engine, connector, update.external_reference, update.reference)
     if target is None:
         which = update.external_reference or update.reference
-        raise Problem(404, "not-found", f"No record {which!r} was delivered to {connector!r}.")
+        raise NotFound(f"No record {which!r} was delivered to {connector!r}.")
     occurred = update.occurred_at.astimezone(UTC) if update.occurred_at is not None else None
     identity = ("id", update.update_id) if update.update_id else ("content", update.status, update.message, occurred)
     key = store.dedupe_key("push", connector, target.delivery_id, *identity)

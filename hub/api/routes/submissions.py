@@ -6,28 +6,22 @@ answered at once with a reference; delivery to the back offices happens afterwar
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from hub import metrics
-from hub.api.deps import BatcherDep, ClientDep, RelayDep, RuntimeDep, may_submit
-from hub.api.problems import Problem, problem_responses
+from hub.api.body import is_json, media_type, parse_json, read_body, sha256
+from hub.api.deps import ClientDep, IntakeDep, RuntimeDep
+from hub.api.problems import problem_responses
 from hub.config.files import Client
-from hub.intake.accept import receipt, store_submission
-from hub.intake.bounds import bound_errors
-from hub.intake.group_commit import IntakeBatcher
-from hub.logs import get_logger
-from hub.relay.outbox_relay import Relay
+from hub.errors import NotFound, UnsupportedMediaType
+from hub.intake.accept import Intake, Submission
 from hub.runtime import Runtime
 from hub.store import submissions as store
 
-log = get_logger("hub.intake")
 router = APIRouter(prefix="/v1", tags=["submissions"])
 
 
@@ -72,29 +66,6 @@ class SubmissionStatus(BaseModel):
     timeline: list[TimelineEntry]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """Reads at most `limit` bytes; a larger body is refused without reading the rest."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise Problem(400, "bad-request", "Content-Length is not a number.")
-        if int(declared) > limit:
-            raise Problem(413, "body-too-large", f"The body is {declared} bytes; the limit is {limit} bytes.", limit=limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, "body-too-large", f"The body is over the limit of {limit} bytes.", limit=limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _is_json(content_type: str | None) -> bool:
-    media = (content_type or "").split(";")[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
 @router.post(
     "/forms/{form_id}/submissions",
     status_code=202,
@@ -105,66 +76,39 @@ def _is_json(content_type: str | None) -> bool:
 async def submit(
     form_id: str,
     request: Request,
-    runtime: RuntimeDep,
-    relay: RelayDep,
+    intake: IntakeDep,
     client: ClientDep,
-    batcher: BatcherDep,
     version: int | None = Query(default=None, ge=1, description="Form version; the newest when omitted"),
     idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
 ) -> JSONResponse:
     # the common case (no query, a short key) is answered by hub.api.fast_intake without this
     # function's dependency solving; both end in `accept_submission`
-    return await accept_submission(request, runtime, relay, batcher, client, form_id, version, idempotency_key)
+    return await accept_submission(request, intake, client, form_id, version, idempotency_key)
 
 
 async def accept_submission(
-    request: Request,
-    runtime: Runtime,
-    relay: Relay | None,
-    batcher: IntakeBatcher,
-    client: Client,
-    form_id: str,
-    version: int | None,
-    idempotency_key: str | None,
+    request: Request, intake: Intake, client: Client, form_id: str, version: int | None, idempotency_key: str | None
 ) -> JSONResponse:
     """Everything after authentication, in this order: form (404), media type (415), size (413),
-    JSON (400), bounds and schema (422), then store (409 for a reused key with another body)."""
-    form = runtime.forms.get(form_id, version)
-    if form is None or not may_submit(runtime, client, form_id):
-        what = f"form {form_id!r}" + (f" version {version}" if version else "")
-        raise Problem(404, "not-found", f"There is no {what} for this client.")
-    if not _is_json(request.headers.get("content-type")):
-        raise Problem(415, "unsupported-media-type", "Send the submission as JSON with Content-Type: application/json.")
-    body = await read_body(request, runtime.settings.max_body_bytes)
-    try:
-        payload: Any = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, "malformed-json", f"The body is not valid JSON: {exc}.") from None
-    errors = bound_errors(payload, runtime.settings.max_depth, runtime.settings.max_string_length) or form.errors(payload)
-    if errors:
-        metrics.SUBMISSIONS.labels(form_id, "invalid").inc()
-        # only pointers are logged: the values may be personal data
-        log.info("submission_invalid", form=form_id, client=client.id, pointers=[e.pointer for e in errors])
-        raise Problem(
-            422,
-            "validation-failed",
-            f"{len(errors)} field(s) need attention.",
-            errors=[e.as_dict() for e in errors],
-        )
-    try:
-        accepted = await store_submission(
-            runtime, relay, batcher, client, form, payload, hashlib.sha256(body).hexdigest(), idempotency_key, "api"
-        )
-    except store.IdempotencyConflict as exc:
-        raise Problem(
-            409, "idempotency-conflict", "This Idempotency-Key was already used with a different body.", reference=exc.reference
-        ) from None
-    return receipt(runtime, accepted)
+    JSON (400), then intake's bounds and schema (422) and store (409 for a reused key with another body)."""
+    form = intake.form_for(client, form_id, version)
+    if not is_json(media_type(request)):
+        raise UnsupportedMediaType("Send the submission as JSON with Content-Type: application/json.")
+    body = await read_body(request, intake.runtime.settings.max_body_bytes)
+    accepted = await intake.accept(Submission(client, form, parse_json(body), sha256(body), idempotency_key, "api"))
+    return receipt(intake.runtime, accepted)
+
+
+def receipt(runtime: Runtime, accepted: store.Accepted) -> JSONResponse:
+    """The 202 answer every front end gets: the reference and where to follow it."""
+    status_url = f"{runtime.settings.public_url.rstrip('/')}/v1/submissions/{accepted.reference}"
+    body = {"reference": accepted.reference, "status_url": status_url, "received_at": accepted.received_at.isoformat()}
+    return JSONResponse(body, status_code=202, headers={"Location": status_url})
 
 
 @router.get("/submissions/{reference}", response_model=SubmissionStatus, responses=problem_responses(401, 404, 503))
 async def submission_status(reference: str, runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
     found = await run_in_threadpool(store.status, runtime.engine, client.tenant, reference)
     if found is None:
-        raise Problem(404, "not-found", f"No submission {reference!r} for this client.")
+        raise NotFound(f"No submission {reference!r} for this client.")
     return found

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import ClientDep, RuntimeDep
-from hub.api.problems import Problem, problem_responses
+from hub.api.problems import problem_responses
 from hub.config.files import Client
 from hub.delivery.webhook_sender import new_secret
-from hub.errors import OutboundRefused
+from hub.errors import Forbidden, MethodNotAllowed, NotFound, OutboundRefused, TooManyWebhooks
 from hub.outbound.guard import AllowList, check_url
 from hub.runtime import Runtime
 from hub.store import webhooks as store
@@ -103,7 +103,7 @@ def _refusal(runtime: Runtime, client: Client, url: str) -> str | None:
 def _found(runtime: Runtime, client: Client, webhook_id: str) -> store.Webhook:
     hook = store.get(runtime.engine, runtime.sealer, client.tenant, client.id, webhook_id)
     if hook is None:
-        raise Problem(404, "not-found", f"No webhook {webhook_id!r} for this client.")
+        raise NotFound(f"No webhook {webhook_id!r} for this client.")
     return hook
 
 
@@ -112,9 +112,9 @@ async def create_webhook(new: NewWebhook, runtime: RuntimeDep, client: ClientDep
     """403 when the council does not allow the URL's host (or it is a link-local / metadata address)."""
     refused = await run_in_threadpool(_refusal, runtime, client, new.url)  # resolving the host may block
     if refused is not None:
-        raise Problem(403, "forbidden", "The hub will not call this URL.", errors=[{"pointer": "/url", "detail": refused}])
+        raise Forbidden("The hub will not call this URL.", errors=[{"pointer": "/url", "detail": refused}])
     if await run_in_threadpool(store.count_for_client, runtime.engine, client.tenant, client.id) >= MAX_WEBHOOKS_PER_CLIENT:
-        raise Problem(409, "too-many-webhooks", f"A client may have {MAX_WEBHOOKS_PER_CLIENT} webhooks; delete one first.")
+        raise TooManyWebhooks(f"A client may have {MAX_WEBHOOKS_PER_CLIENT} webhooks; delete one first.")
     now = datetime.now(UTC)
     hook = store.Webhook(
         id="wh_" + secrets.token_hex(12),
@@ -142,13 +142,13 @@ async def list_webhooks(runtime: RuntimeDep, client: ClientDep) -> dict[str, Any
 @router.api_route("", methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"], include_in_schema=False)
 async def other_methods() -> Response:
     # Starlette's own 405 lists only the first route's methods; this path has two
-    raise Problem(405, "bad-request", "Method Not Allowed", headers={"Allow": "GET, POST"})
+    raise MethodNotAllowed("Method Not Allowed", headers={"Allow": "GET, POST"})
 
 
 @router.delete("/{webhook_id}", status_code=204, responses=problem_responses(401, 404, 503))
 async def delete_webhook(webhook_id: str, runtime: RuntimeDep, client: ClientDep) -> Response:
     if not await run_in_threadpool(store.remove, runtime.engine, client.tenant, client.id, webhook_id):
-        raise Problem(404, "not-found", f"No webhook {webhook_id!r} for this client.")
+        raise NotFound(f"No webhook {webhook_id!r} for this client.")
     return Response(status_code=204)
 
 
