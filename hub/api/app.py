@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -76,7 +77,8 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     problems.install(app)
     app.include_router(submissions.router)
     app.include_router(georeport.create_router(runtime.settings.config_dir / "open311" / "services.yaml"))
-    app.include_router(govuk_forms.create_router(runtime.settings.config_dir / "govuk" / "forms.yaml", runtime.settings.standards_dir))
+    app.include_router(govuk_forms.create_router(
+        runtime.settings.config_dir / "govuk" / "forms.yaml", runtime.settings.standards_dir, runtime.settings.max_string_length))
     app.include_router(admin.router)
     app.include_router(admin_submissions.router)
     app.include_router(status_updates.router)
@@ -85,6 +87,18 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(staff_sign_in.router)
     # the busiest request skips FastAPI's dependency solving; the route above still documents it
     fast_intake.install(app)
+
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, plus the bounded answer value the GOV.UK Forms body refers to."""
+        if app.openapi_schema is None:
+            schema = document()
+            schema.setdefault("components", {}).setdefault("schemas", {})[govuk_forms.BOUNDED_VALUE] = (
+                govuk_forms.bounded_value(runtime.settings.max_string_length))
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

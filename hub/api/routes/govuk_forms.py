@@ -51,9 +51,49 @@ def load_forms_map(path: Path) -> GovukForms:
         raise ConfigError(f"{path}: cannot read the GOV.UK Forms map: {exc}") from None
 
 
-def request_schema(schema_path: Path) -> dict[str, Any]:
-    """GOV.UK's schema as an OpenAPI request body schema: its `$defs` inlined, and the `form_id`
-    the hub needs to pick a form; `{"type": "object"}` when the schema cannot be read."""
+BOUNDED_VALUE = "GovukAnswerValue"
+_NO_NUL = "^[^\\u0000]*$"
+_SUBSCHEMAS = ("items", "anyOf", "oneOf", "allOf", "additionalProperties")
+
+
+def bounded_value(max_string_length: int) -> dict[str, Any]:
+    """Any JSON value the intake bounds let through (no NUL, strings and field names no longer than
+    the limit), as a components schema: GOV.UK's schema leaves an answer's extra fields open."""
+    ref = {"$ref": f"#/components/schemas/{BOUNDED_VALUE}"}
+    return {"anyOf": [
+        {"type": "string", "pattern": _NO_NUL, "maxLength": max_string_length},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": ref},
+        {"type": "object", "propertyNames": {"pattern": _NO_NUL, "maxLength": max_string_length}, "additionalProperties": ref},
+    ]}
+
+
+def _with_bounds(node: Any, max_string_length: int) -> Any:
+    """The intake's bounds written into a schema, so the document says what the hub accepts:
+    strings and field names without NUL and within the length limit, open objects' extra fields
+    bounded values. (The nesting limit is not written: JSON Schema has no keyword for it.)"""
+    if isinstance(node, list):
+        return [_with_bounds(item, max_string_length) for item in node]
+    if not isinstance(node, dict):
+        return node
+    bounded = {key: _with_bounds(value, max_string_length) if key in _SUBSCHEMAS else value for key, value in node.items()}
+    if isinstance(node.get("properties"), dict):
+        bounded["properties"] = {name: _with_bounds(value, max_string_length) for name, value in node["properties"].items()}
+    types = node.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "string" in types and "pattern" not in node:
+        bounded["pattern"] = _NO_NUL
+        bounded.setdefault("maxLength", max_string_length)
+    if "object" in types:
+        bounded.setdefault("propertyNames", {"pattern": _NO_NUL, "maxLength": max_string_length})
+        bounded.setdefault("additionalProperties", {"$ref": f"#/components/schemas/{BOUNDED_VALUE}"})
+    return bounded
+
+
+def request_schema(schema_path: Path, max_string_length: int = 100_000) -> dict[str, Any]:
+    """GOV.UK's schema as an OpenAPI request body schema: its `$defs` inlined, the `form_id`
+    the hub needs to pick a form, and the intake's bounds; `{"type": "object"}` when the schema
+    cannot be read."""
     try:
         published = orjson.loads(schema_path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
@@ -76,10 +116,11 @@ def request_schema(schema_path: Path) -> dict[str, Any]:
     schema["properties"] = {**schema.get("properties", {}), "form_id": {
         "type": "string", "pattern": _FORM_ID.pattern, "description": "The GOV.UK form's id; it picks the hub form."}}
     schema["required"] = sorted({*schema.get("required", []), "form_id"})
-    return schema
+    bounded: dict[str, Any] = _with_bounds(schema, max_string_length)
+    return bounded
 
 
-def create_router(forms_file: Path, standards_dir: Path | None = None) -> APIRouter:
+def create_router(forms_file: Path, standards_dir: Path | None = None, max_string_length: int = 100_000) -> APIRouter:
     """The GOV.UK Forms endpoint; the form map and GOV.UK's schema are read once, here."""
     forms_map = load_forms_map(forms_file)
     schema_path = standards_path(SUBMISSION_SCHEMA, standards_dir)
@@ -90,7 +131,7 @@ def create_router(forms_file: Path, standards_dir: Path | None = None) -> APIRou
         # the rest of the hub must still start; this endpoint answers 503 until the schema is there
         log.error("govuk_schema_unavailable", error=str(exc))
         contract = None
-    body_schema = request_schema(schema_path)
+    body_schema = request_schema(schema_path, max_string_length)
     router = APIRouter(prefix="/v1/govuk-forms", tags=["GOV.UK Forms"])
 
     @router.post(
