@@ -6,7 +6,7 @@ DEMO_ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test test-future install install-test servers lint typecheck bench clean
+.PHONY: demo test test-future install install-test servers image-tools image lint typecheck bench clean
 
 $(BIN)/hub: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,20 @@ install-test: $(VENV)/.test-deps
 servers:
 	bash scripts/install-servers.sh
 
+# podman, runc and mmdebstrap, for `make image` and the container test (needs root or sudo when
+# missing; outside CI a machine that cannot install them skips the container test)
+image-tools:
+	bash scripts/install-image-tools.sh
+
+# the one image for every role, tagged council-hub:dev (deploy/Containerfile, docs/deploy.md)
+image: image-tools
+	bash scripts/build-image.sh
+
 demo: install
 	$(BIN)/hub demo $(DEMO_ARGS)
 
 # lint and type checks first: they take seconds, the suite takes minutes
-test: install-test servers lint typecheck
+test: install-test servers image-tools lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # the unit tests with the clock a year ahead: nothing in them may expire as the calendar moves

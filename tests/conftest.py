@@ -17,7 +17,7 @@ from tests.support.processes import HubProcesses, hub_processes
 from tests.support.servers import PostgresServer, RabbitMQServer, close_all
 
 TESTS_DIR = Path(__file__).resolve().parent
-FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "faults": "faults"}
+FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "faults": "faults", "container": "container", "deploy": "unit"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

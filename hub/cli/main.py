@@ -13,7 +13,7 @@ import typer
 from hub.cli import privacy as cli_privacy
 from hub.cli.clients import clients_app
 from hub.config.settings import Settings, load_settings
-from hub.errors import HubError
+from hub.errors import ConfigError, HubError
 
 app = typer.Typer(help="Council Connector Hub", no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(help="Check the configuration before deploying it.", no_args_is_help=True)
@@ -40,6 +40,12 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _refuse(exc: Exception) -> NoReturn:
+    """Stops a process that cannot start: exit 2 when the configuration is at fault (as for an
+    unknown setting), 1 for anything else."""
+    _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1)
+
+
 @app.command()
 def migrate() -> None:
     """Bring the database to the newest schema (Alembic upgrade)."""
@@ -53,7 +59,7 @@ def migrate() -> None:
     try:
         production.ensure_ready(settings)
     except HubError as exc:
-        _fail(str(exc))
+        _refuse(exc)
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()
@@ -79,7 +85,7 @@ def api(
     try:
         runtime = Runtime.build(settings, os.environ)
     except HubError as exc:
-        _fail(str(exc))
+        _refuse(exc)
     add_secrets(_secret_values(settings))
     the_relay = Relay(runtime) if relay else None
     uvicorn.run(create_app(runtime, the_relay), host=host, port=port, log_config=None, access_log=False)
@@ -107,7 +113,7 @@ def worker(
         runtime = Runtime.build(settings, os.environ)
         the_worker = Worker(runtime, connector, concurrency)
     except (HubError, ValueError) as exc:
-        _fail(str(exc))
+        _refuse(exc)
     add_secrets(_secret_values(settings))
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ from tests.support.servers import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
+def from_checkout(name: str) -> list[str]:
+    """The command that runs `hub` as process `name`: this checkout's code."""
+    return [sys.executable, "-m", "hub"]
+
+
 @dataclass
 class HubProcesses:
     workdir: Path
@@ -34,6 +40,10 @@ class HubProcesses:
     api_urls: list[str] = field(default_factory=list)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _servers: list[ServerThread] = field(default_factory=list)
+    # process name -> the command that runs `hub` (this checkout, or a container of the image)
+    launcher: Callable[[str], list[str]] = from_checkout
+    # called with each process name once the process is stopped (a container to remove, say)
+    after_stop: Callable[[str], None] = lambda name: None
 
     def override_connector(self, name: str, **fields: Any) -> None:
         """Changes one connector's settings (retry, circuit, options...) in a private copy of the
@@ -62,7 +72,7 @@ class HubProcesses:
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", *args],
+            [*self.launcher(name), *args],
             cwd=REPO,
             env=self.env,
             stdout=log,
@@ -73,7 +83,10 @@ class HubProcesses:
         return proc
 
     def migrate(self) -> None:
-        subprocess.run([sys.executable, "-m", "hub", "migrate"], cwd=REPO, env=self.env, check=True, capture_output=True, timeout=60)
+        done = subprocess.run([*self.launcher("migrate"), "migrate"], cwd=REPO, env=self.env, capture_output=True, timeout=120)
+        self.after_stop("migrate")
+        if done.returncode != 0:
+            raise RuntimeError(f"hub migrate exited {done.returncode}:\n{done.stdout.decode(errors='replace')[-3000:]}")
 
     def start_api(self, name: str = "api") -> str:
         port = free_port()
@@ -105,6 +118,7 @@ class HubProcesses:
         proc = self._procs.pop(name)
         os.killpg(proc.pid, sig)
         proc.wait(30)
+        self.after_stop(name)
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
@@ -144,11 +158,16 @@ class HubProcesses:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(5)
+            self.after_stop(name)
         for server in self._servers:
             server.stop()
 
 
-def hub_processes(workdir: Path, database_url: str, broker_url: str) -> HubProcesses:
+def hub_processes(workdir: Path, database_url: str, broker_url: str, launcher: Callable[[str], list[str]] = from_checkout,
+                  after_stop: Callable[[str], None] = lambda name: None,
+                  env_changes: dict[str, str | None] | None = None) -> HubProcesses:
+    """The processes' settings, the CRM simulators and a migrated database; `env_changes` sets
+    variables, or drops those given None."""
     crm, garden = CrmState(token="crm-" + secrets.token_hex(8)), CrmState(token="gw-" + secrets.token_hex(8))
     servers = [ServerThread(create_crm(crm)).start(), ServerThread(create_crm(garden)).start()]
     key = "e2e-key-" + secrets.token_hex(8)
@@ -166,6 +185,11 @@ def hub_processes(workdir: Path, database_url: str, broker_url: str) -> HubProce
         "GARDEN_WASTE_URL": servers[1].url,
         "GARDEN_WASTE_API_TOKEN": garden.token or "",
     }
-    hub = HubProcesses(workdir, env, crm, garden, key, _servers=servers)
+    for name, value in (env_changes or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    hub = HubProcesses(workdir, env, crm, garden, key, _servers=servers, launcher=launcher, after_stop=after_stop)
     hub.migrate()
     return hub

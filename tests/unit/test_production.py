@@ -103,4 +103,4 @@ def test_hub_migrate_refuses_production_without_its_keys(monkeypatch: pytest.Mon
     monkeypatch.setenv("HUB_ENVIRONMENT", "production")
     monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
     result = CliRunner().invoke(app, ["migrate"])
-    assert result.exit_code == 1 and "HUB_ENVIRONMENT=production refuses to start" in result.output
+    assert result.exit_code == 2 and "HUB_ENVIRONMENT=production refuses to start" in result.output
