@@ -212,12 +212,71 @@ def _field_errors(schema: Mapping[str, Any], error: Any, pii_paths: tuple[tuple[
     name = error.kind.name
     if name in ("oneOf", "anyOf"):
         owner = _subschema(schema, list(error.schema_path)[:-1])
-        branches = [b for b in error.kind.as_dict().get("context") or [] if b]
+        branches = _branches(error)
         if branches and not (isinstance(owner, Mapping) and owner.get("x-error-message")):
-            best = min(branches, key=lambda b: (len(b), -max(len(e.instance_path) for e in b)))
+            best = min(branches, key=_distance)
+            if _distance(best)[0]:
+                # the payload names no branch (an unknown `source` or designation `value`): say
+                # which values would, rather than quoting one branch's
+                return [_choices(error, best)]
             return [fe for e in best for fe in _field_errors(schema, e, pii_paths)]
     personal = any(overlaps(list(error.instance_path), path) for path in pii_paths)
     return [_field_error(schema, error, personal)]
+
+
+_DISCRIMINATORS = ("const", "enum")
+# the most accepted values one error lists
+MAX_CHOICES = 12
+
+
+def _branches(error: Any) -> list[list[Any]]:
+    """The errors of each branch of a failed oneOf/anyOf (a branch with none matched, and its
+    oneOf failed because several did)."""
+    return [branch for branch in error.kind.as_dict().get("context") or [] if branch]
+
+
+def _distance(branch: list[Any]) -> tuple[int, int, int]:
+    """How far a payload is from one branch of a oneOf/anyOf, nearest first: the branches it names
+    (a `const` or `enum` it fails, such as `source: "PlanX"` or a designation's `value`) before the
+    ones it does not, then fewer errors, then errors deeper in the payload. A nested oneOf/anyOf
+    counts as its nearest branch."""
+    mismatched = errors = 0
+    for error in branch:
+        if error.kind.name in ("oneOf", "anyOf") and (inner := _branches(error)):
+            nearest = min(inner, key=_distance)
+            inner_mismatched, inner_errors, _ = _distance(nearest)
+            mismatched, errors = mismatched + inner_mismatched, errors + inner_errors
+        else:
+            mismatched += error.kind.name in _DISCRIMINATORS
+            errors += 1
+    return mismatched, errors, -max(len(error.instance_path) for error in branch)
+
+
+def _leaf_errors(error: Any) -> Iterator[Any]:
+    """Every error under a oneOf/anyOf, through nested ones."""
+    for branch in _branches(error):
+        for inner in branch:
+            if inner.kind.name in ("oneOf", "anyOf") and _branches(inner):
+                yield from _leaf_errors(inner)
+            else:
+                yield inner
+
+
+def _choices(error: Any, nearest: list[Any]) -> FieldError:
+    """"<field> must be one of: ..." for the field where the nearest branch's `const` or `enum`
+    failed, listing what every branch accepts there."""
+    leaves = list(_leaf_errors(error))
+    where = next(list(e.instance_path) for e in [*nearest, *leaves] if e.kind.name in _DISCRIMINATORS)
+    accepted: list[str] = []
+    for leaf in leaves:
+        if leaf.kind.name in _DISCRIMINATORS and list(leaf.instance_path) == where:
+            details = leaf.kind.as_dict()
+            for value in details.get("options", [details.get("expected_value")]):
+                if str(value) not in accepted:
+                    accepted.append(str(value))
+    shown = ", ".join(accepted[:MAX_CHOICES]) + (f" (and {len(accepted) - MAX_CHOICES} more)" if len(accepted) > MAX_CHOICES else "")
+    label = _label({}, str(where[-1])) if where else "The submission"
+    return FieldError(_pointer(where), f"{label} must be one of: {shown}")
 
 
 def _field_error(schema: Mapping[str, Any], error: Any, personal: bool = False) -> FieldError:

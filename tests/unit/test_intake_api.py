@@ -153,3 +153,38 @@ def test_health_readiness_metrics_and_openapi_are_served(hub: EmbeddedHub) -> No
     spec = hub.client.get("/openapi.json").json()
     assert "/v1/forms/{form_id}/submissions" in spec["paths"] and "/v1/submissions/{reference}" in spec["paths"]
     assert hub.client.get("/docs").status_code == 200
+
+
+def planning_errors(hub: EmbeddedHub, payload: dict) -> dict[str, str]:
+    body = assert_problem(hub.post("planning-application", payload), 422, "validation-failed")
+    return {e["pointer"]: e["detail"] for e in body["errors"]}
+
+
+def test_an_odp_application_missing_a_field_of_its_own_metadata_kind_is_told_that_field(hub: EmbeddedHub) -> None:
+    # ODP metadata is anyOf [any provider (source "Any"), PlanX (source "PlanX", with a service)]:
+    # a PlanX application without its service must hear of the service, not that source should be "Any"
+    payload = sample("planning-application", "prior-approval-solar-panels")
+    assert payload["metadata"]["source"] == "PlanX"
+    del payload["metadata"]["service"]
+    assert planning_errors(hub, payload) == {"/metadata/service": "Service is required"}
+
+
+def test_a_listed_building_designation_without_its_description_is_told_only_that(hub: EmbeddedHub) -> None:
+    # designations are a nested anyOf, one branch per designation `value`
+    payload = sample("planning-application", "prior-approval-solar-panels")
+    payload["data"]["property"]["planning"]["designations"].append({"value": "listed.gradeOne", "intersects": True})
+    assert planning_errors(hub, payload) == {"/data/property/planning/designations/3/description": "Description is required"}
+
+
+def test_a_value_no_branch_accepts_is_answered_with_the_values_that_are(hub: EmbeddedHub) -> None:
+    payload = sample("planning-application", "prior-approval-solar-panels")
+    payload["metadata"]["source"] = "Elsewhere"
+    assert planning_errors(hub, payload) == {"/metadata/source": "Source must be one of: Any, PlanX"}
+    payload = sample("planning-application", "prior-approval-solar-panels")
+    payload["data"]["property"]["planning"]["designations"].append(
+        {"value": "listed.gradeFour", "description": "Listed building", "intersects": True})
+    [(pointer, detail)] = planning_errors(hub, payload).items()
+    assert pointer == "/data/property/planning/designations/3/value"
+    # ODP lists 72 designations: the first twelve are named, and how many more there are
+    assert detail.startswith("Value must be one of: aerodrome, archaeologicalPriorityArea, ")
+    assert detail.endswith(" (and 60 more)") and detail.count(", ") == 11
