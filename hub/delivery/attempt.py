@@ -112,10 +112,7 @@ class DeliveryHandler:
         try:
             payload = self.runtime.sealer.open(job.payload) if job.payload is not None else None
         except ConfigError as error:  # sealed with a key no longer listed: park it, a retry cannot help
-            deliveries.record_parked(self.runtime.engine, job.delivery_id, datetime.now(UTC), str(error), "permanent")
-            metrics.DELIVERIES.labels(job.connector, "parked").inc()
-            log.error("delivery_parked", reference=job.reference, delivery_id=job.delivery_id, connector=job.connector, reason=str(error))
-            return Result("parked")
+            return self._park(job, datetime.now(UTC), str(error), "permanent")
         form = self.runtime.forms.get(job.form_id, job.form_version)
         pii = form.pii_values(payload) if form is not None and payload is not None else []
         with personal_data(pii), structlog.contextvars.bound_contextvars(
@@ -138,11 +135,16 @@ class DeliveryHandler:
             return Result("already-finished")
         limit = self.runtime.settings.delivery_limit
         reason = f"workers stopped more than {limit} times while handling this delivery (broker delivery limit)"
-        number = deliveries.record_parked(self.runtime.engine, delivery_id, datetime.now(UTC), reason, "permanent")
-        if number is not None:
-            self.events.delivery(job.client_id, delivery_id, job.reference, job.connector, "parked", number, None)
+        return self._park(job, datetime.now(UTC), reason, "permanent")
+
+    def _park(self, job: deliveries.DeliveryJob, started: datetime, reason: str, kind: str, attempt: int | None = None) -> Result:
+        """The one way a delivery is parked: recorded with its `delivery.parked` webhook event in one
+        transaction, counted and logged. `kind` is the attempt's outcome, transient or permanent."""
+        notice = self.events.notice(job.client_id, job.delivery_id, job.reference, job.connector, "parked")
+        deliveries.record_parked(self.runtime.engine, job.delivery_id, started, reason, kind, notice)
         metrics.DELIVERIES.labels(job.connector, "parked").inc()
-        log.error("delivery_parked", reference=job.reference, delivery_id=delivery_id, connector=job.connector, reason=reason)
+        log.warning("delivery_parked", reference=job.reference, delivery_id=job.delivery_id, connector=job.connector,
+                    attempt=attempt, reason=reason, outcome=kind)
         return Result("parked")
 
     def _wait(self, job: deliveries.DeliveryJob, until: datetime, record: bool) -> Result:
@@ -186,9 +188,12 @@ class DeliveryHandler:
             return self._failed(job, attempt, started, TransientError(f"unexpected {type(exc).__name__} in connector"))
         finally:
             metrics.DELIVERY_SECONDS.labels(job.connector).observe(time.perf_counter() - clock)
-        number = self._delivered((job.delivery_id, started, outcome.external_reference))
-        if number is not None:
-            self.events.delivery(job.client_id, job.delivery_id, job.reference, job.connector, "delivered", number, outcome.external_reference)
+        notice = self.events.notice(job.client_id, job.delivery_id, job.reference, job.connector, "delivered",
+                                    outcome.external_reference)
+        if notice is None:  # the common case: grouped with other sending threads' successes
+            self._delivered((job.delivery_id, started, outcome.external_reference))
+        else:
+            deliveries.record_delivered(self.runtime.engine, job.delivery_id, started, outcome.external_reference, notice)
         metrics.DELIVERIES.labels(job.connector, "delivered").inc()
         log.info("delivered", attempt=attempt, external_reference=outcome.external_reference)
         circuit = self._circuit(job.connector)
@@ -210,12 +215,7 @@ class DeliveryHandler:
         decision = decide(error, connector.retry, attempt - job.attempts_base)
         if decision.park:
             kind = "transient" if isinstance(error, TransientError) else "permanent"
-            number = deliveries.record_parked(self.runtime.engine, job.delivery_id, started, error.reason, kind)
-            if number is not None:
-                self.events.delivery(job.client_id, job.delivery_id, job.reference, job.connector, "parked", number, None)
-            metrics.DELIVERIES.labels(job.connector, "parked").inc()
-            log.warning("delivery_parked", attempt=attempt, reason=error.reason, error_class=type(error).__name__)
-            return Result("parked")
+            return self._park(job, started, error.reason, kind, attempt)
         via_outbox = not self.runtime.topology.supports_delay
         retry_at = datetime.now(UTC) + timedelta(seconds=decision.delay_seconds)
         deliveries.record_retry(self.runtime.engine, job.delivery_id, started, error.reason, retry_at, via_outbox)

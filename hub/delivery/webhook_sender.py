@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import orjson
+from sqlalchemy import Connection
 
 from connectors import http
 from hub.config.files import RetryPolicy
@@ -30,6 +31,7 @@ from hub.errors import OutboundRefused
 from hub.logs import get_logger
 from hub.outbound.guard import AllowList, check_url
 from hub.runtime import Runtime
+from hub.store import deliveries
 from hub.store import webhooks as store
 
 log = get_logger("hub.delivery.webhook_sender")
@@ -76,23 +78,23 @@ class OutcomeEvents:
                 self._read_at = time.monotonic()
             return client_id in self._clients
 
-    def delivery(
-        self, client_id: str, delivery_id: int, reference: str, connector: str, state: str, attempt: int, external_reference: str | None
-    ) -> None:
-        """Never raises: the outcome is already committed, and an event lost to a database blip is
-        logged rather than allowed to make the delivery look failed."""
-        try:
-            if not self._interested(client_id):
-                return
+    def notice(self, client_id: str, delivery_id: int, reference: str, connector: str, state: str,
+               external_reference: str | None = None) -> deliveries.Notice | None:
+        """What queues the `delivery.<state>` event inside the transaction that records the
+        outcome (so a crash between the two can neither lose nor invent an event); None for a
+        client without webhooks."""
+        if not self._interested(client_id):
+            return None
+        event_type = f"delivery.{state}"
+
+        def queue(conn: Connection, attempt: int) -> None:
             now = datetime.now(UTC)
-            event_type = f"delivery.{state}"
             data = {"reference": reference, "connector": connector, "state": state, "attempts": attempt,
                     "external_reference": external_reference, "at": now.isoformat()}
             body = {"type": event_type, "timestamp": now.isoformat(), "data": data}
-            with self.engine.begin() as conn:
-                store.enqueue(conn, client_id, event_type, f"msg_{state}_{delivery_id}_{attempt}", body, now)
-        except Exception:
-            log.exception("webhook_event_not_queued", reference=reference, connector=connector, state=state)
+            store.enqueue(conn, client_id, event_type, f"msg_{state}_{delivery_id}_{attempt}", body, now)
+
+        return queue
 
 
 class WebhookSender:

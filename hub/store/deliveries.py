@@ -6,7 +6,7 @@ so a redelivered message for a finished delivery changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,9 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from hub.store.db import KeptConnection, driver, one_statement
-from hub.store.tables import attempts, deliveries, outbox, submissions
-
-OPEN_STATES = ("pending", "retrying")
+from hub.store.tables import OPEN_STATES, attempts, deliveries, outbox, submissions
 
 
 @dataclass(frozen=True)
@@ -132,9 +130,15 @@ def _finish(
     return int(number)
 
 
-def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, external_reference: str | None) -> int | None:
+# writes what a finished delivery tells others (a client's webhook event) in the transaction that
+# records the outcome, given the attempt's number: both are committed, or neither
+Notice = Callable[[Connection, int], None]
+
+
+def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, external_reference: str | None,
+                     notice: Notice | None = None) -> int | None:
     with engine.begin() as conn:
-        return _finish(
+        number = _finish(
             conn,
             delivery_id,
             started_at,
@@ -142,6 +146,9 @@ def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, ext
             {"state": "delivered", "external_reference": external_reference, "next_attempt_at": None},
             None,
         )
+        if number is not None and notice is not None:
+            notice(conn, number)
+        return number
 
 
 # psycopg's own statements (its %(name)s parameters), in DeliveryJob's field order
@@ -235,9 +242,10 @@ def record_retry(
         return number
 
 
-def record_parked(engine: Engine, delivery_id: int, started_at: datetime, error: str, outcome: str) -> int | None:
+def record_parked(engine: Engine, delivery_id: int, started_at: datetime, error: str, outcome: str,
+                  notice: Notice | None = None) -> int | None:
     with engine.begin() as conn:
-        return _finish(
+        number = _finish(
             conn,
             delivery_id,
             started_at,
@@ -245,6 +253,9 @@ def record_parked(engine: Engine, delivery_id: int, started_at: datetime, error:
             {"state": "parked", "last_error": error, "next_attempt_at": None},
             error,
         )
+        if number is not None and notice is not None:
+            notice(conn, number)
+        return number
 
 
 def defer(engine: Engine, delivery_id: int, until: datetime, via_outbox: bool) -> None:

@@ -15,10 +15,7 @@ from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, exist
 
 from hub.privacy.sealing import Sealer, UnknownKey
 from hub.store.submissions import delivery_view
-from hub.store.tables import attempts, customer_links, deliveries, outbox, status_events, submissions, webhooks
-
-OPEN_STATES = ("pending", "retrying")
-
+from hub.store.tables import OPEN_STATES, attempts, customer_links, deliveries, outbox, status_events, submissions, webhooks
 
 # -- re-sealing with the newest key (`hub keys rotate`)
 

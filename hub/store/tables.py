@@ -80,6 +80,9 @@ submissions = Table(
     Index("ix_submissions_tenant_received", "tenant", "received_at"),
 )
 
+# the states of a delivery (and of a webhook's delivery) still to be sent; the others are final
+OPEN_STATES = ("pending", "retrying")
+
 deliveries = Table(
     "deliveries",
     metadata,

@@ -14,10 +14,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hub.privacy.sealing import Sealer
-from hub.store.tables import webhook_deliveries, webhooks
+from hub.store.tables import OPEN_STATES, webhook_deliveries, webhooks
 
 EVENT_TYPES = ("delivery.delivered", "delivery.parked", "submission.status_changed")
-OPEN_STATES = ("pending", "retrying")
 # after a rotation the previous secret stays valid this long, so receivers can switch over
 PREVIOUS_SECRET_GRACE = timedelta(hours=24)
 

@@ -262,3 +262,49 @@ def test_webhooks_need_the_clients_api_key(hub: EmbeddedHub) -> None:
 def test_an_unsupported_method_on_the_webhook_list_names_the_allowed_ones(hub: EmbeddedHub) -> None:
     answer = api(hub, "PUT", "", json={})
     assert answer.status_code == 405 and answer.headers["allow"] == "GET, POST"
+
+
+def test_a_delivery_parked_because_its_key_was_removed_is_announced(
+    hub: EmbeddedHub, receiver: Receiver, sender: WebhookSender
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from hub.privacy.sealing import UNKNOWN_KEY, Sealer
+
+    secret = register(hub, receiver.url, events=["delivery.parked"])["secret"]
+    assert hub.admin("POST", "/connectors/crm/pause").status_code == 200
+    reference = hub.post("general-enquiry", SAMPLE).json()["reference"]
+    # the key the payload was sealed with is dropped from HUB_ENCRYPTION_KEYS before it is sent
+    kept = hub.runtime.sealer
+    hub.runtime.sealer = Sealer.from_keys([Fernet.generate_key().decode()])
+    assert hub.admin("POST", "/connectors/crm/resume").status_code == 200
+    [delivery] = hub.wait_until_settled(reference, timeout=60)["deliveries"]
+    assert delivery["state"] == "parked" and delivery["last_error"] == UNKNOWN_KEY
+    hub.runtime.sealer = kept  # the webhook's secret was sealed with it too
+    [request] = receiver.wait_for(1, tick=sender.run)
+    event = verified(secret, request)
+    assert event["type"] == "delivery.parked" and event["data"]["reference"] == reference
+    assert hub.crm.stats()["requests"] == 0
+
+
+def test_an_outcome_whose_event_cannot_be_queued_is_not_recorded_either_and_is_tried_again(
+    hub: EmbeddedHub, receiver: Receiver, sender: WebhookSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the event is written in the transaction that records the delivery: when it fails, so does
+    # the outcome, the message goes back to the queue, and the retry records both
+    secret = register(hub, receiver.url, events=["delivery.delivered"])["secret"]
+    failures = iter([True])
+    enqueue = store.enqueue
+
+    def failing_once(*args: Any, **kwargs: Any) -> int:
+        if next(failures, False):
+            raise RuntimeError("the database went away mid-transaction")
+        return enqueue(*args, **kwargs)
+
+    monkeypatch.setattr(store, "enqueue", failing_once)
+    reference = deliver(hub)
+    requests = receiver.wait_for(1, tick=sender.run)
+    assert [verified(secret, r)["type"] for r in requests] == ["delivery.delivered"]
+    assert verified(secret, requests[0])["data"]["reference"] == reference
+    assert next(failures, None) is None  # the failure happened
+    assert hub.crm.stats()["cases"] == 1
