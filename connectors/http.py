@@ -14,7 +14,6 @@ import httpcore
 import httpx
 
 from connectors.base import Health
-from connectors.http_wire import WireTransport
 from hub.errors import OutboundRefused, PermanentError, TransientError
 from hub.outbound.guard import AllowList, check_host, current_allow_list, safe_addresses
 
@@ -45,7 +44,7 @@ def call(name: str, timeout_seconds: float, send: Callable[[], httpx.Response], 
 def redirect_reason(response: httpx.Response) -> str:
     if response.next_request is not None:  # the httpx client worked out where it pointed
         target = response.next_request.url.host
-    else:  # a reply from `WireTransport.exchange`, given the request it answered
+    else:  # a reply straight from the transport (`RestConnector._post`), given the request it answered
         try:
             target = response.request.url.join(response.headers["location"]).host or "an unreadable location"
         except (KeyError, RuntimeError, httpx.InvalidURL):
@@ -114,20 +113,16 @@ class GuardedTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-def client(
-    timeout_seconds: float, connect_timeout_seconds: float, outbound: AllowList | None = None, whole_replies: bool = False
-) -> httpx.Client:
-    """A connector's HTTP client: explicit timeouts, calls only where `outbound` allows (by default
-    the allow-list of the connector being built; a client made later is given `self.outbound`),
-    and redirects not followed (a back office that moves must be reconfigured, not chased).
-    `whole_replies`: every reply is read whole anyway (the REST connector), so the leaner
-    `http_wire.WireTransport`, the same gate, carries it."""
+def client(timeout_seconds: float, connect_timeout_seconds: float, outbound: AllowList | None = None) -> httpx.Client:
+    """The hub's one HTTP client, for every connector (REST, SOAP, Open311) and webhook: explicit
+    timeouts, calls only where `outbound` allows (by default the allow-list of the connector being
+    built; a client made later is given `self.outbound`), connects only to addresses just checked,
+    and redirects not followed (a back office that moves must be reconfigured, not chased)."""
     allow = outbound if outbound is not None else current_allow_list()
-    transport: httpx.BaseTransport = WireTransport(allow) if whole_replies else GuardedTransport(allow)
     return httpx.Client(
         timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
         follow_redirects=False,
-        transport=transport,
+        transport=GuardedTransport(allow),
     )
 
 

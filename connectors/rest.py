@@ -24,7 +24,6 @@ from connectors.base import (
     Outcome,
     Secrets,
 )
-from connectors.http_wire import WireTransport
 from hub.errors import PermanentError
 
 
@@ -69,20 +68,14 @@ class RestConnector(Connector):
 
     def __init__(self, name: str, options: RestOptions, secrets: Secrets) -> None:
         super().__init__(name, options, secrets)
-        # every reply is read (its reference, or the reason for a refusal): the lean transport fits
-        self._client = http.client(options.timeout_seconds, options.connect_timeout_seconds, self.outbound, whole_replies=True)
+        self._client = http.client(options.timeout_seconds, options.connect_timeout_seconds, self.outbound)
         self._reference = jmespath.compile(options.reference_path) if options.reference_path else None
         self._success = jmespath.compile(options.success_when) if options.success_when else None
-        # what every send repeats, worked out once: sends go straight to the lean transport
-        url = httpx.URL(options.url)
-        self._wire: WireTransport = self._client._transport  # type: ignore[assignment]
-        self._origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        self._path = url.raw_path.decode("ascii")
-        self._asked = httpx.Request(options.method, url)  # named in a refusal or a redirect's reason
-        self._fixed = [(b"Host", url.netloc), (b"Accept", b"*/*"), (b"Connection", b"keep-alive"),
-                       (b"Content-Type", b"application/json")]
-        self._timeouts = {"connect": options.connect_timeout_seconds, "read": options.timeout_seconds,
-                          "write": options.timeout_seconds}
+        # what every send repeats, worked out once: sends go straight to the client's guarded transport
+        self._url = httpx.URL(options.url)
+        self._transport: httpx.BaseTransport = self._client._transport
+        self._fixed = {"Accept": "*/*", "Content-Type": "application/json"}
+        self._timeouts = httpx.Timeout(options.timeout_seconds, connect=options.connect_timeout_seconds).as_dict()
 
     def _headers(self, context: DeliveryContext | None) -> dict[str, str]:
         headers = {"User-Agent": "council-connector-hub", **self.options.headers}
@@ -113,13 +106,17 @@ class RestConnector(Connector):
         return Outcome(external_reference=str(reference) if reference is not None else None)
 
     def _post(self, record: Mapping[str, Any], context: DeliveryContext) -> httpx.Response:
-        """The record as JSON through the lean transport (the same gate as the client's), with
-        the headers httpx would send; about 100 µs less per delivery than `httpx.Client.request`."""
-        body = _json_bytes(record)
-        headers = [*self._fixed, (b"Content-Length", str(len(body)).encode())]
-        headers.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in self._headers(context).items())
-        response = self._wire.exchange(self._origin, self.options.method, self._path, headers, body, self._timeouts)
-        response.request = self._asked
+        """The record as JSON through the client's transport (the same gate, allow-list and checked
+        addresses), skipping what `httpx.Client.send` adds per call (auth flows, cookies, hooks,
+        redirects: none used here); every reply is read whole, its reference or refusal."""
+        request = httpx.Request(self.options.method, self._url, content=_json_bytes(record),
+                                headers={**self._fixed, **self._headers(context)}, extensions={"timeout": self._timeouts})
+        response = self._transport.handle_request(request)
+        response.request = request  # named in a refusal or a redirect's reason
+        try:
+            response.read()
+        finally:
+            response.close()
         return response
 
     def check(self) -> Health:

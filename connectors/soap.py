@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
 import jmespath
-import requests
 import zeep.exceptions
 from pydantic import Field, field_validator
 from zeep.helpers import serialize_object
@@ -197,7 +197,7 @@ class SoapConnector(Connector):
                 return
             password = self.secrets.env(auth.password_env)
             if isinstance(auth, BasicAuth):
-                self._transport.session.auth = (auth.username, password)
+                self._transport.auth = httpx.BasicAuth(auth.username, password)
             else:
                 self._client.wsse = UsernameToken(auth.username, password)  # type: ignore[no-untyped-call]
             self._auth_ready = True
@@ -255,9 +255,9 @@ class SoapConnector(Connector):
             if exc.status >= 500 or exc.status in (408, 425, 429):
                 raise TransientError(f"{name} answered HTTP {exc.status}") from None
             raise PermanentError(f"{name} refused the request: HTTP {exc.status}") from None
-        except requests.Timeout:
+        except httpx.TimeoutException:
             raise TransientError(f"no reply from {name} within {timeout:g} s") from None
-        except requests.RequestException as exc:
+        except httpx.TransportError as exc:
             raise TransientError(f"could not reach {name}: {type(exc).__name__}") from None
         except (zeep.exceptions.DTDForbidden, zeep.exceptions.EntitiesForbidden):
             raise PermanentError(f"{name} sent a reply with a DTD or entities, which is refused as unsafe") from None
@@ -289,13 +289,12 @@ class SoapConnector(Connector):
         url = self.options.check_url or f"{self.address}?wsdl"
         try:
             self._ensure_auth()
-            response = self._transport.session.get(url, timeout=self.options.load_timeout_seconds, allow_redirects=False)
-            response.close()
-        except requests.RequestException as exc:
+            status = self._transport.probe(url)
+        except httpx.HTTPError as exc:
             return Health(False, f"cannot reach {url}: {type(exc).__name__}")
         except Exception as exc:  # a missing credential is reported, not raised
             return Health(False, str(exc))
-        return http.health(response.status_code, unhealthy_from=400, where=f" from {url}")
+        return http.health(status, unhealthy_from=400, where=f" from {url}")
 
     def describe(self) -> str:
         auth = self.options.auth.type if self.options.auth else "none"
@@ -313,4 +312,4 @@ class SoapConnector(Connector):
         return "\n".join(lines)
 
     def close(self) -> None:
-        self._transport.session.close()
+        self._transport.close()

@@ -4,26 +4,27 @@ their argument trees (for `describe`) and whether a record fits one (for `valida
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlparse
+from urllib.parse import unquote, urlparse
 
-import requests
-import requests.adapters
+import httpx
 import zeep
 from zeep.transports import Transport
 from zeep.xsd import ComplexType
 
+from connectors import http
 from hub.config.bundled import PACKAGE_ROOT, is_standards_uri, standards_path
 from hub.errors import ConfigError, OutboundRefused, PermanentError
-from hub.outbound.guard import AllowList, check_url, current_allow_list
+from hub.outbound.guard import AllowList
 
 # zeep ships py.typed but leaves most functions unannotated: hence the no-untyped-call ignores below
 
 # zeep 4.3.3 applies forbid_external before asking the transport, so it would also block the
-# imports that `xsd_locations` maps to local files; GuardedTransport is the gate instead and is
+# imports that `xsd_locations` maps to local files; SoapTransport is the gate instead and is
 # stricter: it refuses every network location except the configured WSDL URL and listed ones.
 # forbid_external is switched on once the WSDL is loaded, for whatever a reply might reference.
 def safe_settings() -> zeep.Settings:
@@ -50,28 +51,12 @@ def _is_url(location: str) -> bool:
     return urlparse(location).scheme in ("http", "https")
 
 
-class _CheckedAdapter(requests.adapters.HTTPAdapter):
-    """Every request of the SOAP session, WSDL fetch, call or health probe, goes only to a host
-    the tenants allow and that resolves to no link-local or metadata address."""
-
-    def __init__(self, outbound: AllowList) -> None:
-        super().__init__()
-        self._outbound = outbound
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        check_url(str(request.url), self._outbound)
-        return super().send(request, *args, **kwargs)
-
-
-def redirect_target(address: str, response: requests.Response) -> str | None:
-    """The host a 3xx answer points to (None for no redirect); the hub never follows it."""
-    if not response.is_redirect:
-        return None
-    return urlparse(urljoin(address, response.headers.get("Location", ""))).hostname or "an unreadable location"
-
-
-class GuardedTransport(Transport):
-    """zeep's transport, reading only listed documents and never logging a SOAP body."""
+class SoapTransport(Transport):
+    """zeep's transport on the hub's one HTTP client (`connectors.http.client`): every request,
+    WSDL fetch, call or health probe, goes only to a host the tenants allow and connects only to
+    the addresses just checked (so DNS rebinding cannot reach a metadata service); it reads only
+    listed documents, never follows a redirect and never logs a SOAP body. zeep's own requests
+    session is never made."""
 
     # a SOAP 1.1 fault comes with 500, a SOAP 1.2 sender fault with 400: both carry XML to read
     _SOAP_STATUSES = frozenset({200, 201, 202, 400, 500})
@@ -79,11 +64,15 @@ class GuardedTransport(Transport):
     def __init__(
         self, wsdl: str, locations: Mapping[str, Path], load_timeout: float, operation_timeout: float, outbound: AllowList | None = None
     ) -> None:
-        super().__init__(timeout=load_timeout, operation_timeout=operation_timeout)  # type: ignore[no-untyped-call]
-        self.session.headers["User-Agent"] = "council-connector-hub"
-        adapter = _CheckedAdapter(outbound if outbound is not None else current_allow_list())
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # what zeep's Transport.__init__ sets, without its requests.Session
+        self.cache = None
+        self.load_timeout, self.operation_timeout = load_timeout, operation_timeout
+        self.logger = logging.getLogger(__name__)
+        self._close_session = False
+        self.http = http.client(operation_timeout, min(load_timeout, operation_timeout), outbound)
+        self.http.headers["User-Agent"] = "council-connector-hub"
+        # the connector's HTTP Basic credentials, once read (`SoapConnector._ensure_auth`)
+        self.auth: httpx.BasicAuth | None = None
         self._wsdl = wsdl
         self._locations = dict(locations)
         self._folder = None if _is_url(wsdl) else Path(wsdl).resolve().parent
@@ -103,7 +92,7 @@ class GuardedTransport(Transport):
         if _is_url(url):
             if url != self._wsdl:
                 raise UnlistedLocation(url)
-            response = self.session.get(url, timeout=self.load_timeout, allow_redirects=False)
+            response = self.http.get(url, timeout=self.load_timeout, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
             if response.status_code != 200:
                 raise ConfigError(f"{url}: HTTP {response.status_code} when fetching the WSDL")
             return response.content
@@ -112,19 +101,27 @@ class GuardedTransport(Transport):
             raise UnlistedLocation(url)
         return path.read_bytes()
 
-    def post(self, address: str, message: Any, headers: dict[str, str]) -> requests.Response:
-        # zeep's own post logs whole envelopes at DEBUG: bodies carry personal data, so not here
-        response = self.session.post(
-            address, data=message, headers=headers, timeout=self.operation_timeout, allow_redirects=False
-        )
+    def post(self, address: str, message: Any, headers: dict[str, str]) -> httpx.Response:
+        # zeep's own post logs whole envelopes at DEBUG: bodies carry personal data, so not here.
+        # zeep reads status_code, headers, content and encoding, which httpx's response has too.
+        response = self.http.post(address, content=message, headers=headers, timeout=self.operation_timeout, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
         self._last.status = response.status_code
-        if (target := redirect_target(address, response)) is not None:
-            response.close()
-            raise PermanentError(f"the back office answered with a redirect to {target}, which the hub does not follow")
+        if response.is_redirect:
+            raise PermanentError(http.redirect_reason(response))
         if response.status_code not in self._SOAP_STATUSES:
-            response.close()
             raise HttpStatus(response.status_code)
         return response
+
+    def get(self, address: str, params: Any, headers: dict[str, str]) -> httpx.Response:
+        """zeep's HTTP GET binding, on the same client."""
+        return self.http.get(address, params=params, headers=headers, timeout=self.operation_timeout, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
+
+    def probe(self, url: str) -> int:
+        """The HTTP status a GET of `url` answers (a health check); raises httpx.HTTPError."""
+        return self.http.get(url, timeout=self.load_timeout, auth=self.auth or httpx.USE_CLIENT_DEFAULT).status_code
+
+    def close(self) -> None:
+        self.http.close()
 
     @property
     def last_status(self) -> int | None:
@@ -146,7 +143,7 @@ def resolve_wsdl(location: str) -> str:
 
 def load_client(
     wsdl: str, xsd_locations: Mapping[str, str], load_timeout: float, operation_timeout: float, outbound: AllowList | None = None
-) -> tuple[zeep.Client, GuardedTransport]:
+) -> tuple[zeep.Client, SoapTransport]:
     """Loads the WSDL with every import read from a listed local file; ConfigError names the file.
     A WSDL given as a URL is fetched only from a host the connector's tenants allow."""
     location = resolve_wsdl(wsdl)
@@ -157,7 +154,7 @@ def load_client(
     for key, path in locations.items():
         if not path.is_file():
             raise ConfigError(f"{wsdl}: xsd_locations maps {key!r} to {path}, which is not a file")
-    transport = GuardedTransport(location, locations, load_timeout, operation_timeout, outbound)
+    transport = SoapTransport(location, locations, load_timeout, operation_timeout, outbound)
     try:
         client = zeep.Client(location, transport=transport, settings=safe_settings())  # type: ignore[no-untyped-call]
     except UnlistedLocation as exc:
@@ -169,7 +166,7 @@ def load_client(
         raise ConfigError(f"{wsdl}: {exc.reason}; a WSDL loads only from a file or an allowed host") from None
     except ConfigError:
         raise
-    except Exception as exc:  # zeep, lxml, requests and OSError all mean the same: unusable WSDL
+    except Exception as exc:  # zeep, lxml, httpx and OSError all mean the same: unusable WSDL
         raise ConfigError(f"{wsdl}: cannot load the WSDL: {type(exc).__name__}: {str(exc)[:300]}") from None
     transport.seal()
     client.settings.forbid_external = True

@@ -34,7 +34,16 @@ def openapi_document() -> dict[str, Any]:
 
 
 DOCUMENT = openapi_document()
-schema = schemathesis.openapi.from_dict(DOCUMENT)
+# A GOV.UK Forms body must fit GOV.UK's schema, which the document gives, and then the hub form
+# its form_id picks (config/govuk/forms.yaml), which it cannot: `{"form_id": "1", "": null}` fits
+# the first and not the second, and is refused 422 naming the fields. Only for that operation may
+# schema-valid data be refused with 422; every other check holds there too.
+CONFIG = schemathesis.Config.from_str("""
+[[operations]]
+include-path = "/v1/govuk-forms/submissions"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+""")
+schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -272,6 +272,28 @@ def test_a_soap_endpoint_whose_name_resolves_to_a_metadata_address_is_not_called
     assert office.hits == []
 
 
+def test_a_soap_endpoint_whose_dns_answer_changes_after_the_check_is_called_only_at_the_checked_address(
+    monkeypatch: pytest.MonkeyPatch, counters: list[Counter], connections: list[tuple[Any, ...]]
+) -> None:
+    # DNS rebinding: the first answer is safe, every later one is the metadata address. The call
+    # must connect where the name resolved when it was checked, not ask again and go there.
+    office = counter(counters, body=b"<x/>")
+    connector = waste(str(ROOT / "simulators" / "wsdl" / "bartec-collective.wsdl"), EASTMOOR, endpoint=f"http://crm.council.example:{office.server.port}/x")
+    answers = iter([["127.0.0.1"]])
+    real = socket.getaddrinfo
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "crm.council.example":
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 0))) for address in next(answers, ["169.254.169.254"])]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    with pytest.raises(PermanentError):  # the counter's `<x/>` is no SOAP reply: what matters is where it went
+        connector.send(bulky_record(), CONTEXT)
+    assert office.hits == ["POST /x"]
+    assert [address for address in connections if address[0] == "169.254.169.254"] == []
+
+
 def test_a_soap_back_office_answering_with_a_redirect_parks_and_the_target_is_not_called(counters: list[Counter]) -> None:
     elsewhere = counter(counters)
     office = counter(counters, status=302, location=f"{elsewhere.url}/steal")

@@ -1,7 +1,7 @@
 """The SOAP connector: offline, guarded WSDL loading (the real Civica contract), describe and
 validate_record, and how every kind of reply or failure becomes an outcome, a retry or a park.
 
-Replies come from a fake requests adapter, so no server runs and any reply can be staged.
+Replies come from a fake httpx transport, so no server runs and any reply can be staged.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-import requests
 import zeep.exceptions
 from lxml import etree
-from requests.adapters import BaseAdapter
 
 from connectors.base import DeliveryContext, Secrets
 from connectors.registry import ConnectorRegistry
@@ -40,28 +39,21 @@ AGREEMENT = {
 }
 
 
-class FakeBackOffice(BaseAdapter):
+class FakeBackOffice(httpx.BaseTransport):
     """Answers every request with one staged reply (status, body) or raises the staged error."""
 
     def __init__(self, reply: tuple[int, bytes] | Exception) -> None:
-        super().__init__()
         self.reply = reply
-        self.sent: list[requests.PreparedRequest] = []
+        self.sent: list[httpx.Request] = []
         self.timeouts: list[Any] = []
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.sent.append(request)
-        self.timeouts.append(kwargs.get("timeout"))
+        self.timeouts.append(request.extensions.get("timeout", {}).get("read"))
         if isinstance(self.reply, Exception):
             raise self.reply
-        response = requests.Response()
-        response.status_code, response._content = self.reply
-        response.headers["Content-Type"] = "text/xml; charset=utf-8"
-        response.url, response.request, response.encoding = request.url or "", request, "utf-8"
-        return response
-
-    def close(self) -> None:
-        pass
+        status, body = self.reply
+        return httpx.Response(status, headers={"Content-Type": "text/xml; charset=utf-8"}, content=body, request=request)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +75,7 @@ def build(config_dir: Path, name: str, env: dict[str, str] | None = None, **opti
 
 def staged(connector: SoapConnector, reply: tuple[int, bytes] | Exception) -> FakeBackOffice:
     fake = FakeBackOffice(reply)
-    connector._transport.session.mount("http://", fake)
+    connector._transport.http = httpx.Client(transport=fake, headers=connector._transport.http.headers)
     return fake
 
 
@@ -165,7 +157,7 @@ def test_the_agreement_reference_is_read_from_the_reply_of_a_signed_timed_call(c
     assert connector.send(AGREEMENT, CONTEXT).external_reference == "ARA0000042"
     [request] = fake.sent
     assert request.headers["SOAPAction"] == f'"{UH}/IArrearsAgreementService/CreateArrearsAgreement"'
-    body = etree.fromstring(request.body)
+    body = etree.fromstring(request.content)
     wsse = "{http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd}"
     assert body.findtext(f".//{wsse}UsernameToken/{wsse}Username") == "hub"
     assert body.findtext(f".//{{{UH}}}TenancyAgreementRef") == "004417/02"
@@ -186,9 +178,9 @@ def test_the_agreement_reference_is_read_from_the_reply_of_a_signed_timed_call(c
         ((500, b"<html>Runtime Error</html>"), TransientError, "HTTP 500 without a SOAP reply"),
         ((404, b"<html>Not Found</html>"), PermanentError, "refused the request: HTTP 404"),
         ((401, b""), PermanentError, "HTTP 401"),
-        (requests.ConnectTimeout("timed out"), TransientError, "no reply from revenues within 30 s"),
-        (requests.ReadTimeout("timed out"), TransientError, "no reply from revenues within 30 s"),
-        (requests.ConnectionError("refused"), TransientError, "could not reach revenues: ConnectionError"),
+        (httpx.ConnectTimeout("timed out"), TransientError, "no reply from revenues within 30 s"),
+        (httpx.ReadTimeout("timed out"), TransientError, "no reply from revenues within 30 s"),
+        (httpx.ConnectError("refused"), TransientError, "could not reach revenues: ConnectError"),
     ],
     ids=["server", "server-subcode", "wcf-internal", "client", "wcf-security", "503", "502", "429", "500-html", "404", "401",
          "connect-timeout", "read-timeout", "refused"],
@@ -261,7 +253,7 @@ def test_the_idempotency_key_is_sent_in_the_configured_field_with_basic_auth(con
     context = DeliveryContext("EDC-9RT2KX7M4P", "waste", 3, "EDC-9RT2KX7M4P/waste", 1, "eastmoor", "bulky-waste-collection")
     assert connector.send(record, context).external_reference == "SR00051627"
     [request] = fake.sent
-    assert etree.fromstring(request.body).findtext(".//{http://bartec-systems.com/}ExternalReference") == "EDC-9RT2KX7M4P/waste"
+    assert etree.fromstring(request.content).findtext(".//{http://bartec-systems.com/}ExternalReference") == "EDC-9RT2KX7M4P/waste"
     assert request.headers["Authorization"].startswith("Basic ")
     assert "ExternalReference" not in record  # the mapped record itself is left as it was
 

@@ -13,8 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import requests
-from requests.adapters import BaseAdapter
 
 from connectors.base import DeliveryContext, Secrets
 from connectors.open311 import Open311Connector, Open311Options
@@ -106,26 +104,18 @@ def test_an_open311_server_that_is_down_is_a_transient_failure(council: tuple[Op
         gone.poll_status([request_id])
 
 
-class StagedBartec(BaseAdapter):
+class StagedBartec(httpx.BaseTransport):
     """Answers ServiceRequests_Get with a real Bartec reply file."""
 
     def __init__(self, reply_file: str) -> None:
-        super().__init__()
         self.body = realworld("waste-bartec", "replies", reply_file).read_text()
-        self.sent: list[requests.PreparedRequest] = []
+        self.sent: list[httpx.Request] = []
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.sent.append(request)
-        response = requests.Response()
         envelope = ('<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
                     'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><s:Body>' + self.body + "</s:Body></s:Envelope>")
-        response.status_code, response._content = 200, envelope.encode()
-        response.headers["Content-Type"] = "text/xml; charset=utf-8"
-        response.url, response.request, response.encoding = request.url or "", request, "utf-8"
-        return response
-
-    def close(self) -> None:
-        pass
+        return httpx.Response(200, headers={"Content-Type": "text/xml; charset=utf-8"}, content=envelope.encode(), request=request)
 
 
 def waste_connector(tmp_path: Path, env: dict[str, str]) -> SoapConnector:
@@ -140,12 +130,12 @@ def waste_connector(tmp_path: Path, env: dict[str, str]) -> SoapConnector:
 def test_bartec_polling_reads_the_service_status_of_a_real_servicerequests_get_reply(tmp_path: Path, reply_file: str, status: str) -> None:
     connector = waste_connector(tmp_path, {"WASTE_PASSWORD": "bartec-pw"})
     staged = StagedBartec(reply_file)
-    connector._transport.session.mount("http://", staged)
+    connector._transport.http = httpx.Client(transport=staged, headers=connector._transport.http.headers)
     [report] = connector.poll_status(["SR1"])
     assert (report.external_reference, report.status, report.message) == ("SR1", status, None)
     [request] = staged.sent
     assert request.headers["SOAPAction"] == '"http://bartec-systems.com/ServiceRequests_Get"'
-    assert b"<ns0:ServiceCode>SR1</ns0:ServiceCode>" in request.body and request.headers["Authorization"].startswith("Basic ")
+    assert b"<ns0:ServiceCode>SR1</ns0:ServiceCode>" in request.content and request.headers["Authorization"].startswith("Basic ")
 
 
 def test_bartec_polling_follows_the_waste_simulator_as_the_team_moves_a_request_on(tmp_path: Path) -> None:
