@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -87,6 +87,15 @@ class ConnectorOptions(BaseModel):
     """Base of every connector's options: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BasicAuth(ConnectorOptions):
+    """HTTP Basic credentials: the user name, and the environment variable holding the password
+    (read at each use, so a rotated password needs no restart)."""
+
+    type: Literal["basic"]
+    username: str
+    password_env: str
 
 
 class Connector(ABC):

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 
 from connectors import http
 from connectors.base import (
+    BasicAuth,
     Connector,
     ConnectorOptions,
     DeliveryContext,
@@ -30,12 +31,6 @@ from hub.errors import PermanentError
 class BearerAuth(ConnectorOptions):
     type: Literal["bearer"]
     token_env: str
-
-
-class BasicAuth(ConnectorOptions):
-    type: Literal["basic"]
-    username: str
-    password_env: str
 
 
 class RestOptions(ConnectorOptions):

@@ -24,15 +24,9 @@ from zeep.helpers import serialize_object
 from zeep.wsse.username import UsernameToken
 
 from connectors import http
-from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets, StatusReport
+from connectors.base import BasicAuth, Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets, StatusReport
 from connectors.soap_loader import HttpStatus, argument_lines, load_client, record_problems
 from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
-
-
-class BasicAuth(ConnectorOptions):
-    type: Literal["basic"]
-    username: str
-    password_env: str
 
 
 class UsernameTokenAuth(ConnectorOptions):

@@ -17,8 +17,7 @@ from hub.config import production
 from hub.config.connector_hosts import connector_allow_list, outbound_problems
 from hub.config.files import HubConfig, load_config
 from hub.config.settings import Settings
-from hub.delivery.mapping import Mapping as RecordMapping
-from hub.delivery.mapping import load_mappings
+from hub.delivery.mapping import RecordMapping, load_mappings
 from hub.errors import ConfigError
 from hub.intake.forms import FormRegistry, load_forms
 from hub.intake.routing import Router

@@ -15,8 +15,7 @@ from connectors.registry import ConnectorRegistry
 from hub.config.connector_hosts import connector_allow_list, outbound_problems
 from hub.config.files import HubConfig, load_config
 from hub.config.settings import Settings
-from hub.delivery.mapping import Mapping as RecordMapping
-from hub.delivery.mapping import load_mappings
+from hub.delivery.mapping import RecordMapping, load_mappings
 from hub.delivery.mapping_cases import mapping_cases
 from hub.errors import HubError
 from hub.intake.forms import FormRegistry, load_forms

@@ -247,14 +247,14 @@ class _Compiler:
         return template.replace("{}", _text(value))  # not str.format: values must not act as format fields
 
 
-class Mapping:
+class RecordMapping:
     """One compiled mapping file; `apply` is pure and safe to share across worker threads."""
 
     def __init__(self, form_id: str, connector: str, path: Path, root: Evaluator) -> None:
         self.form_id, self.connector, self.path, self._root = form_id, connector, path, root
 
     @classmethod
-    def load(cls, path: Path) -> Mapping:
+    def load(cls, path: Path) -> RecordMapping:
         try:
             doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # _Loader is a SafeLoader
         except (OSError, UnicodeDecodeError) as exc:
@@ -290,10 +290,10 @@ class Mapping:
         return result
 
 
-def load_mappings(directory: Path) -> dict[tuple[str, str], Mapping]:
-    found: dict[tuple[str, str], Mapping] = {}
+def load_mappings(directory: Path) -> dict[tuple[str, str], RecordMapping]:
+    found: dict[tuple[str, str], RecordMapping] = {}
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        mapping = Mapping.load(path)
+        mapping = RecordMapping.load(path)
         key = (mapping.form_id, mapping.connector)
         if key in found:
             raise ConfigError(f"{path}: {key} is already mapped by {found[key].path}")

@@ -24,11 +24,11 @@ import httpx
 import orjson
 from sqlalchemy import Connection
 
-from connectors import http
 from hub.config.files import RetryPolicy
 from hub.delivery.retry import backoff_seconds
 from hub.errors import OutboundRefused
 from hub.logs import get_logger
+from hub.outbound import client as outbound_client
 from hub.outbound.guard import AllowList, check_url
 from hub.runtime import Runtime
 from hub.store import deliveries
@@ -136,7 +136,7 @@ class WebhookSender:
     def _client(self, tenant: str) -> httpx.Client:
         with self._clients_lock:
             if tenant not in self._clients:
-                self._clients[tenant] = http.client(self.timeout, min(5.0, self.timeout), self._allow_list(tenant))
+                self._clients[tenant] = outbound_client.client(self.timeout, min(5.0, self.timeout), self._allow_list(tenant))
             return self._clients[tenant]
 
     def _send(self, event: store.Claimed) -> bool:

@@ -19,7 +19,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from hub.config.settings import Settings
-from hub.errors import ConfigError
+from hub.errors import ConfigError, UnknownKey
 from hub.logs import get_logger
 
 log = get_logger("hub.privacy.sealing")
@@ -38,10 +38,6 @@ def dev_secret(settings: Settings, name: str, make: Any) -> str:
             handle.write(make())
         log.warning("development_key_created", path=str(path), hint="set the HUB_ setting in production")
     return path.read_text().strip()
-
-
-class UnknownKey(ConfigError):
-    """Sealed data that no key of HUB_ENCRYPTION_KEYS opens: retrying cannot help, a key is missing."""
 
 
 UNKNOWN_KEY = (

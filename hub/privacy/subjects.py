@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from hub.privacy.sealing import UnknownKey, subject_digest
+from hub.errors import UnknownKey
+from hub.privacy.sealing import subject_digest
 from hub.runtime import Runtime
 from hub.store import audit, personal_data
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, exists, func, insert, select, update
 
-from hub.privacy.sealing import Sealer, UnknownKey
+from hub.errors import UnknownKey
+from hub.privacy.sealing import Sealer
 from hub.store.submissions import delivery_view
 from hub.store.tables import OPEN_STATES, attempts, customer_links, deliveries, outbox, status_events, submissions, webhooks
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hub.delivery.mapping import Mapping, load_mappings
+from hub.delivery.mapping import RecordMapping, load_mappings
 from hub.delivery.mapping_cases import MappingCase, mapping_cases
 from hub.intake.forms import schema_validator
 
@@ -37,17 +37,17 @@ def validator_for(form_id: str, validate_formats: bool = False) -> Any:
 
 
 @pytest.fixture(scope="module")
-def mappings() -> dict[tuple[str, str], Mapping]:
+def mappings() -> dict[tuple[str, str], RecordMapping]:
     return load_mappings(MAPPINGS)
 
 
-def test_there_are_cases_for_every_mapping(mappings: dict[tuple[str, str], Mapping]) -> None:
+def test_there_are_cases_for_every_mapping(mappings: dict[tuple[str, str], RecordMapping]) -> None:
     assert {case.key for case in CASES} == set(mappings)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_mapping_turns_the_case_payload_into_exactly_the_expected_record(
-    case: MappingCase, mappings: dict[tuple[str, str], Mapping]
+    case: MappingCase, mappings: dict[tuple[str, str], RecordMapping]
 ) -> None:
     assert mappings[case.key].apply(case.payload, case.meta) == case.expected
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hub.delivery.mapping import Mapping, load_mappings
+from hub.delivery.mapping import RecordMapping, load_mappings
 from hub.delivery.mapping_cases import mapping_cases
 from hub.errors import ConfigError, MappingError
 
@@ -31,11 +31,11 @@ def write(directory: Path, body: str, name: str = "test-form.crm.yaml") -> Path:
     return path
 
 
-def mapping(tmp_path: Path, record: str, tables: str = "") -> Mapping:
+def mapping(tmp_path: Path, record: str, tables: str = "") -> RecordMapping:
     body = "form: test-form\nconnector: crm\n"
     body += "tables:\n" + textwrap.indent(textwrap.dedent(tables), "  ") if tables else ""
     body += "record:\n" + textwrap.indent(textwrap.dedent(record), "  ")
-    return Mapping.load(write(tmp_path, body))
+    return RecordMapping.load(write(tmp_path, body))
 
 
 def run(tmp_path: Path, record: str, payload: dict[str, Any] | None = None, tables: str = "") -> dict[str, Any]:
@@ -69,7 +69,7 @@ def test_an_unknown_key_in_an_expression_is_a_config_error_naming_file_and_key(t
 def test_an_unknown_top_level_key_is_a_config_error(tmp_path: Path) -> None:
     path = write(tmp_path, "form: test-form\nconnector: crm\nrecrod: {}\n")
     with pytest.raises(ConfigError, match=r":3: unknown key 'recrod'"):
-        Mapping.load(path)
+        RecordMapping.load(path)
 
 
 def test_a_duplicate_key_is_a_config_error_with_its_line(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_a_duplicate_key_is_a_config_error_with_its_line(tmp_path: Path) -> None
 def test_invalid_yaml_is_a_config_error_with_its_line(tmp_path: Path) -> None:
     path = write(tmp_path, "form: test-form\nconnector: crm\nrecord: {a: [\n")
     with pytest.raises(ConfigError, match=r"test-form\.crm\.yaml:\d+:"):
-        Mapping.load(path)
+        RecordMapping.load(path)
 
 
 def test_a_bad_jmespath_is_a_config_error_at_load(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_a_lookup_of_an_undefined_table_is_a_config_error(tmp_path: Path) -> Non
 def test_a_file_named_for_another_form_is_a_config_error(tmp_path: Path) -> None:
     path = write(tmp_path, "form: other-form\nconnector: crm\nrecord: {a: {const: 1}}\n")
     with pytest.raises(ConfigError, match="should be named other-form.crm.yaml"):
-        Mapping.load(path)
+        RecordMapping.load(path)
 
 
 def test_two_files_for_the_same_form_and_connector_are_a_config_error(tmp_path: Path) -> None:

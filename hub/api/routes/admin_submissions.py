@@ -17,8 +17,7 @@ from hub.api.deps import RuntimeDep
 from hub.api.problems import problem_responses
 from hub.api.routes.admin import StaffDep, _require, _scope
 from hub.config.files import Staff
-from hub.errors import Forbidden, NotFound
-from hub.privacy.sealing import UnknownKey
+from hub.errors import Forbidden, NotFound, UnknownKey
 from hub.privacy.subjects import erase, export
 from hub.runtime import Runtime
 from hub.store import audit, personal_data

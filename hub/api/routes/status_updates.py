@@ -48,7 +48,7 @@ class StatusUpdate(BaseModel):
     update_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-class Recorded(BaseModel):
+class RecordedStatus(BaseModel):
     reference: str
     connector: str
     external_reference: str | None
@@ -101,7 +101,7 @@ def _problems(exc: ValidationError) -> list[dict[str, str]]:
 @router.post(
     "/{connector}",
     status_code=202,
-    response_model=Recorded,
+    response_model=RecordedStatus,
     responses=problem_responses(400, 401, 404, 413, 422, 503),
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": StatusUpdate.model_json_schema()}}},
