@@ -5,6 +5,7 @@ Values of `x-pii` fields and secret values are blanked wherever they would appea
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import threading
@@ -183,6 +184,21 @@ def configure(level: str = "info", json: bool = True, stream: Any = None) -> Non
     # kombu and amqp are chatty at info level about every (re)connection
     logging.getLogger("amqp").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+
+
+@contextmanager
+def captured(level: str = "debug") -> Iterator[io.StringIO]:
+    """Every line logged meanwhile, as it would be written (secrets and personal data blanked),
+    instead of to the stream: for the connector kit's checks and for tests."""
+    buffer = io.StringIO()
+    stream, threshold = _OUTPUT.stream, _OUTPUT.level
+    if not structlog.is_configured():
+        configure(level, json=True, stream=buffer)
+    _OUTPUT.stream, _OUTPUT.level = buffer, logging.getLevelName(level.upper())
+    try:
+        yield buffer
+    finally:
+        _OUTPUT.stream, _OUTPUT.level = stream, threshold
 
 
 def get_logger(name: str) -> Any:
