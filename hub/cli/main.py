@@ -95,14 +95,14 @@ def api(
 def worker(
     connector: Annotated[list[str] | None, typer.Option("--connector", "-c", help="Consume only this connector's queue (repeatable)")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Deliveries sent at once")] = 4,
-    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on this port")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics, /healthz and /readyz on this port")] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port (0.0.0.0 in a container, for the probes)")] = "127.0.0.1",
     grace: Annotated[float, typer.Option(help="Seconds to finish in-flight deliveries on SIGTERM")] = 30.0,
     background: Annotated[bool, typer.Option(help="Also run periodic jobs (retention, status polling, webhooks)")] = True,
 ) -> None:
     """Consume delivery queues and send records to the back offices."""
-    from prometheus_client import start_http_server
-
     from hub.background import Periodic, jobs
+    from hub.delivery import probes
     from hub.delivery.worker import Worker
     from hub.logs import add_secrets, configure, get_logger
     from hub.runtime import Runtime
@@ -116,7 +116,7 @@ def worker(
         _refuse(exc)
     add_secrets(_secret_values(settings))
     if metrics_port:
-        start_http_server(metrics_port, addr="127.0.0.1")
+        probes.serve(the_worker, metrics_host, metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -70,6 +70,10 @@ class Worker:
         self._multiple_acks = False
         self._declared_delays: set[str] = set()
         self._producer: Any = None
+        # for the probes (hub.delivery.probes): consuming from the broker now, and when the
+        # consuming thread last came round its loop (monotonic seconds)
+        self.consuming = False
+        self.last_beat = time.monotonic()
 
     def handle(self, delivery_id: int) -> str:
         """Processes one delivery outside the consuming loop (tests, tools); returns what happened."""
@@ -91,8 +95,10 @@ class Worker:
                     self._consume(pools, stop, grace_seconds)
                     pause = 0.5
                 except Exception as exc:  # broker unreachable or connection lost
+                    self.consuming = False
                     log.warning("worker_disconnected", error=type(exc).__name__, detail=str(exc)[:200], retry_in_seconds=pause)
                     self._declared_delays.clear()
+                    self.last_beat = time.monotonic()
                     stop.wait(pause)
                     pause = min(pause * 2, 10.0)
 
@@ -121,7 +127,9 @@ class Worker:
                 for consumer in consumers:
                     stack.enter_context(consumer)
                 log.info("worker_consuming", connectors=self.connectors, concurrency={c: self._budget(c) for c in self.connectors})
+                self.consuming = True
                 while not stop.is_set():
+                    self.last_beat = time.monotonic()
                     self._settle(connection, producer)
                     try:
                         # only this thread may ack, and it hears of finished deliveries only between
@@ -131,8 +139,10 @@ class Worker:
                     except TimeoutError:
                         pass
             # graceful stop: consumers are cancelled; let in-flight deliveries finish and settle them
+            self.consuming = False
             deadline = time.monotonic() + grace_seconds
             while self._in_flight and time.monotonic() < deadline:
+                self.last_beat = time.monotonic()
                 self._settle(connection, producer, wait=0.1)
             self._settle(connection, producer)
             if self._in_flight:

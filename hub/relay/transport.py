@@ -7,6 +7,7 @@ no message TTL or dead-lettering, so there retries wait in the outbox instead (`
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -90,6 +91,17 @@ class Topology:
             transport_options={"confirm_publish": True, "polling_interval": 0.01},
             heartbeat=0,
         )
+
+    def reachable(self) -> bool:
+        """Whether a connection to the broker opens now (the in-process broker always does)."""
+        if self.in_process:
+            return True
+        try:
+            with self.connect() as connection:
+                connection.ensure_connection(max_retries=self.hosts())
+            return True
+        except Exception:
+            return False
 
     def hosts(self) -> int:
         return self.settings.broker_url.count(";") + 1
@@ -187,3 +199,22 @@ class BatchPublisher:
             self._connection.release()
         except Exception:  # already broken; nothing more to release
             pass
+
+
+class BrokerCheck:
+    """`Topology.reachable()` for probes, remembered for a few seconds: probes every few seconds
+    from every pod should not each open a connection to the broker."""
+
+    def __init__(self, topology: Topology, remember_seconds: float = 5.0) -> None:
+        self._topology = topology
+        self._remember = remember_seconds
+        self._checked_at = -remember_seconds
+        self._ok = False
+        self._lock = threading.Lock()
+
+    def reachable(self) -> bool:
+        with self._lock:
+            if time.monotonic() - self._checked_at >= self._remember:
+                self._ok = self._topology.reachable()
+                self._checked_at = time.monotonic()
+            return self._ok

@@ -148,7 +148,7 @@ def test_health_readiness_metrics_and_openapi_are_served(hub: EmbeddedHub) -> No
     hub.post("missed-bin-collection", sample("missed-bin-collection", "general-uprn"))
     assert hub.client.get("/healthz").json() == {"status": "ok"}
     ready = hub.client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "relay": True}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True, "relay": True}
     assert 'hub_submissions_total{form="missed-bin-collection",outcome="accepted"}' in hub.client.get("/metrics").text
     spec = hub.client.get("/openapi.json").json()
     assert "/v1/forms/{form_id}/submissions" in spec["paths"] and "/v1/submissions/{reference}" in spec["paths"]
