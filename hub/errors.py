@@ -31,7 +31,7 @@ a delivery error is one delivery outcome, and the rest stop a process or a comma
             ├── MappingError        the mapping could not make a record from the payload
             └── OutboundRefused     the hub will not call that address (allow-list, metadata, link-local)
 
-The worker decides retry or park by the class alone (hub.delivery.outcomes); the API turns a
+The worker decides retry or park by the class alone (hub.delivery.retry `decide`); the API turns a
 RequestError into its problem details, and any other exception into a logged 500.
 """
 

@@ -17,7 +17,7 @@ from kombu.entity import Exchange, Queue
 
 from hub.config.settings import Settings
 
-# delay queue TTLs in ms, each 1.5 times the last, from 0.5 s to about 3 hours: a retry waits in
+# delay queue TTLs in ms, each 1.5 times the last, from 0.5 s to about 94 minutes: a retry waits in
 # the longest one not over its backoff, and any remainder is waited out on its return
 DELAY_TIERS_MS = tuple(int(500 * 1.5**n) for n in range(0, 24))
 

@@ -54,7 +54,8 @@ def timeline(conn: Connection, submission_id: int, received_at: datetime, delive
     external = {d.id: d.external_reference for d in delivery_rows}
     for event in events:
         entries.append(_entry(
-            # a status is recorded after the delivery it is about, so it can never sort before it
+            # entries sort by when the hub recorded them, never by the back office's clock, and a
+            # status is recorded after the submission it is about, so it never sorts before "received"
             max(event.recorded_at, received_at),
             "status",
             connector=event.connector,
