@@ -13,7 +13,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
@@ -34,7 +33,7 @@ from hub.logs import get_logger
 from hub.relay.outbox_relay import Relay
 from hub.relay.transport import BrokerCheck
 from hub.runtime import Runtime
-from hub.store import audit
+from hub.store import audit, db
 from hub.store.clients import ClientCache
 
 log = get_logger("hub.api")
@@ -120,15 +119,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
                    503: {"description": "Not ready: the database or the relay failed", "content": readiness}},
     )
     async def readyz() -> JSONResponse:
-        def database_ok() -> bool:
-            try:
-                with runtime.engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-                return True
-            except Exception:
-                return False
-
-        checks = {"database": await run_in_threadpool(database_ok), "broker": await run_in_threadpool(broker.reachable)}
+        checks = {"database": await run_in_threadpool(db.answers, runtime.engine), "broker": await run_in_threadpool(broker.reachable)}
         if relay is not None:
             checks["relay"] = relay.health()["running"] or not manage_relay
         # The broker is reported, not required: while it is down intake still stores submissions

@@ -16,21 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from hub.delivery.worker import Worker
+from hub.store import db
 
 # longer than the worst gap between beats: a reconnect pause (10 s) plus a connect timeout per host
 STALE_SECONDS = 60.0
-
-
-def _database_ok(worker: Worker) -> bool:
-    try:
-        with worker.runtime.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False
 
 
 def answer(worker: Worker, path: str) -> tuple[int, str, bytes]:
@@ -43,7 +34,7 @@ def answer(worker: Worker, path: str) -> tuple[int, str, bytes]:
         body: dict[str, Any] = {"status": "ok" if alive else "stuck", "seconds_since_loop": round(age, 1)}
         return (200 if alive else 503), "application/json", json.dumps(body).encode()
     if path == "/readyz":
-        checks = {"broker": worker.consuming, "database": _database_ok(worker)}
+        checks = {"broker": worker.consuming, "database": db.answers(worker.runtime.engine)}
         ready = all(checks.values())
         return (200 if ready else 503), "application/json", json.dumps({"ready": ready, "checks": checks}).encode()
     return 404, "application/json", b'{"error": "not found: try /healthz, /readyz or /metrics"}'

@@ -24,6 +24,7 @@ from kombu.messaging import Consumer, Producer
 from hub.delivery.attempt import DeliveryHandler, Result
 from hub.logs import get_logger
 from hub.runtime import Runtime
+from hub.store import db
 
 log = get_logger("hub.delivery.worker")
 
@@ -74,6 +75,7 @@ class Worker:
         # consuming thread last came round its loop (monotonic seconds)
         self.consuming = False
         self.last_beat = time.monotonic()
+        self._stopping = threading.Event()
 
     def handle(self, delivery_id: int) -> str:
         """Processes one delivery outside the consuming loop (tests, tools); returns what happened."""
@@ -84,6 +86,7 @@ class Worker:
 
     def run(self, stop: threading.Event, grace_seconds: float = 30.0) -> None:
         """Consumes until `stop` is set, reconnecting to the broker whenever it goes away."""
+        self._stopping = stop
         pause = 0.5
         with ExitStack() as stack:
             pools = {c: ThreadPoolExecutor(self._budget(c), thread_name_prefix=f"hub-send-{c}") for c in self.connectors}
@@ -219,6 +222,7 @@ class Worker:
             elif not held.lost:
                 finished.append(held.message)
         if requeue:
+            self._await_database()
             time.sleep(0.5)
         for held in requeue:
             self._unacked.get(held.message.channel, set()).discard(held.message.delivery_tag)
@@ -227,6 +231,18 @@ class Worker:
             except Exception as exc:  # the channel it came on is gone; the broker redelivers it
                 log.info("ack_lost", error=type(exc).__name__)
         self._ack(finished)
+
+    def _await_database(self) -> None:
+        """Outcomes could not be stored. While the database is away (a failover takes tens of
+        seconds) the messages are held until it answers, then handed back once: every return counts
+        toward the queue's delivery limit, and handing them back every half second through an
+        outage would have sound deliveries parked as poison. Stopping hands them back at once."""
+        pause = 0.5
+        while not self._stopping.is_set() and not db.answers(self.runtime.engine):
+            self.last_beat = time.monotonic()  # waiting, not stuck (hub.delivery.probes)
+            log.warning("worker_waiting_for_database", retry_in_seconds=pause)
+            self._stopping.wait(pause)
+            pause = min(pause * 2, 10.0)
 
     def _ack(self, finished: list[Message]) -> None:
         """Acks finished messages, one frame per channel where it can: an ack with multiple=True

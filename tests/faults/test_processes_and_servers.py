@@ -87,6 +87,29 @@ def test_postgresql_restarted_during_intake_refuses_plainly_and_loses_no_accepte
     assert "database_unavailable" in stack.log("api")
 
 
+def test_postgresql_away_for_half_a_minute_while_workers_deliver_parks_nothing(stack: HubProcesses, postgres: PostgresServer) -> None:
+    # a database failover takes tens of seconds: deliveries whose outcomes cannot be stored go back
+    # to the queue, and each return counts toward its delivery limit, so a worker handing them back
+    # every few seconds would have them parked as poison by the end (a limit of 5 here, 20 by
+    # default, makes the outage shorter than one that would reach 20)
+    stack.env["HUB_DELIVERY_LIMIT"] = "5"
+    stack.start_api()
+    stack.start_worker("worker", "--concurrency", "4")
+    stack.crm.arm(FailurePlan(count=10_000, mode="hang", seconds=0.2))
+    tally = Tally()
+    tally.post_stream(stack, SAMPLE, 200)
+    assert len(tally.accepted) == 200
+    time.sleep(1)
+    assert stack.crm.stats()["requests"] < 200, "the backlog was already worked through"
+    postgres.stop()
+    time.sleep(30)
+    postgres.start()
+    stack.crm.arm(FailurePlan(count=0))
+    counts = assert_nothing_lost_or_doubled(stack, tally.accepted, timeout=180)
+    assert counts["deliveries_delivered"] == 200, counts
+    assert "worker_waiting_for_database" in stack.log("worker")
+
+
 def test_a_back_office_down_then_timing_out_then_back_opens_and_closes_the_circuit_and_delivers_everything(stack: HubProcesses) -> None:
     stack.override_connector(
         "crm",
