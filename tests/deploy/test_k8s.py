@@ -507,3 +507,17 @@ def test_workers_reach_only_the_back_offices_broker_database_and_dns(docs: list[
             assert "ipBlock" in peer or "podSelector" in peer or "namespaceSelector" in peer
             if "ipBlock" in peer:
                 assert peer["ipBlock"]["cidr"] != "0.0.0.0/0"
+
+
+def test_the_restore_and_backup_yaml_in_the_docs_is_valid() -> None:
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    (restore,) = [doc for doc in blocks if doc["kind"] == "Cluster"]
+    assert crd_errors(restore) == []
+    recovery = restore["spec"]["bootstrap"]["recovery"]
+    (source,) = [cluster for cluster in restore["spec"]["externalClusters"] if cluster["name"] == recovery["source"]]
+    production_store = one(render("production"), "Cluster", "council-hub-db")["spec"]["backup"]["barmanObjectStore"]
+    # it reads the archive production writes, under the old cluster's name
+    assert source["barmanObjectStore"]["destinationPath"] == production_store["destinationPath"]
+    assert source["barmanObjectStore"]["serverName"] == "council-hub-db"
+    assert [doc["kind"] for doc in blocks if doc["kind"] != "Cluster"] == ["Backup"]
