@@ -17,13 +17,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from cryptography.fernet import Fernet
 
 from tests.support.processes import REPO, HubProcesses, hub_processes
 from tests.support.realworld import unavailable
-from tests.support.servers import PostgresServer, RabbitMQServer
+from tests.support.servers import PostgresServer, RabbitMQServer, free_port
 
 pytestmark = pytest.mark.container
 
@@ -124,7 +125,9 @@ def test_a_production_container_without_its_keys_refuses_to_start_and_names_them
 
 def test_migrate_api_and_worker_containers_deliver_a_submission_to_the_crm(containers: HubProcesses) -> None:
     containers.start_api()
-    containers.start_worker()
+    # the probes Kubernetes and compose ask (deploy/): the worker's port, open beyond the container
+    probes = free_port()
+    containers.start_worker("worker", "--metrics-port", str(probes), "--metrics-host", "0.0.0.0")
     sample = (REPO / "schemas" / "missed-bin-collection" / "samples" / "general-uprn.json").read_text()
     with containers.client() as client:
         response = client.post("/v1/forms/missed-bin-collection/submissions", content=sample,
@@ -136,6 +139,10 @@ def test_migrate_api_and_worker_containers_deliver_a_submission_to_the_crm(conta
     [case] = containers.crm.cases()
     assert case["client_unique_identifier"] == f"{reference}/crm"
     assert delivery["external_reference"] == case["reference"]
+    ready = httpx.get(f"http://127.0.0.1:{probes}/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json() == {"ready": True, "checks": {"broker": True, "database": True}}
+    assert httpx.get(f"http://127.0.0.1:{probes}/healthz", timeout=5).json()["status"] == "ok"
+    assert 'hub_deliveries_total' in httpx.get(f"http://127.0.0.1:{probes}/metrics", timeout=5).text
     logs = containers.all_logs()
     for secret in ("HUB_ENCRYPTION_KEYS", "HUB_INDEX_KEY", "HUB_SESSION_KEY"):
         assert containers.env[secret] not in logs
