@@ -4,44 +4,28 @@ the worker's port answers /readyz only while it consumes, and /healthz while its
 
 from __future__ import annotations
 
-import os
-import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from itertools import count
 
 import httpx
 import pytest
 
 from hub.api.app import create_app
 from hub.api.server_thread import ServerThread
-from hub.config.settings import Settings
 from hub.delivery import probes
 from hub.delivery.worker import Worker
 from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
-from hub.store.migrate import upgrade
+from tests.support.runtimes import real_runtime
 from tests.support.servers import PostgresServer, RabbitMQServer
-
-_databases = count(1)
 
 
 @pytest.fixture()
 def runtime(postgres: PostgresServer, rabbitmq: RabbitMQServer) -> Iterator[Runtime]:
-    namespace = "probes" + secrets.token_hex(3)
-    settings = Settings(
-        database_url=postgres.create_database(f"hub_probes_{next(_databases)}"),
-        broker_url=rabbitmq.url,
-        exchange=f"{namespace}.deliveries",
-        queue_prefix=f"{namespace}.",
-        broker_connect_timeout=1.0,
-    )
-    runtime = Runtime.build(settings, {**os.environ, "HUB_DEMO_API_KEY": "k" * 20})
-    upgrade(runtime.engine)
-    yield runtime
-    runtime.close()
+    with real_runtime(postgres, rabbitmq, "probes", broker_connect_timeout=1.0) as runtime:
+        yield runtime
 
 
 def free_port() -> int:

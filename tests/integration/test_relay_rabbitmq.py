@@ -3,40 +3,24 @@ and rows kept while the broker is away."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
-from itertools import count
 
 import pytest
 from kombu.connection import Connection
 from sqlalchemy import func, select
 
-from hub.config.settings import Settings
 from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
 from hub.store import submissions as store
-from hub.store.migrate import upgrade
 from hub.store.tables import outbox
+from tests.support.runtimes import real_runtime
 from tests.support.servers import PostgresServer, RabbitMQServer
-
-_databases = count(1)
 
 
 @pytest.fixture()
 def runtime(postgres: PostgresServer, rabbitmq: RabbitMQServer) -> Iterator[Runtime]:
-    namespace = "relay" + secrets.token_hex(3)
-    settings = Settings(
-        database_url=postgres.create_database(f"hub_relay_{next(_databases)}"),
-        broker_url=rabbitmq.url,
-        exchange=f"{namespace}.deliveries",
-        queue_prefix=f"{namespace}.",
-        relay_batch=7,
-    )
-    runtime = Runtime.build(settings, {**os.environ, "HUB_DEMO_API_KEY": "k" * 20})
-    upgrade(runtime.engine)
-    yield runtime
-    runtime.close()
+    with real_runtime(postgres, rabbitmq, "relay", relay_batch=7) as runtime:
+        yield runtime
 
 
 def accept(runtime: Runtime, n: int) -> None:
