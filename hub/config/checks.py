@@ -113,12 +113,14 @@ def _check_routes(
                     f"routes: {route.form!r} goes to {target.connector!r} but there is no "
                     f"{settings.mappings_dir / f'{route.form}.{target.connector}.yaml'}"
                 )
-    for form_id in forms.ids():
-        if form_id not in config.forms_routed():
-            problems.append(f"{settings.schemas_dir / form_id}: form {form_id!r} has no route, so its submissions would reach no back office")
-    for (form_id, connector), mapping in sorted(mappings.items()):
-        if connector not in config.connectors:
-            problems.append(f"{mapping.path}: maps to unknown connector {connector!r}")
+    # The forms and mappings folders may hold more than this council uses (the image ships every
+    # form, and mappings to connectors it may not configure): only a form some tenant offers must
+    # be routed. A mapping to a connector that is not configured is not used; a misspelt one
+    # leaves its route without a mapping, which the loop above reports.
+    offered = {form_id for form_id in forms.ids() if any(tenant.offers(form_id) for tenant in config.tenants.values())}
+    for form_id in sorted(offered - config.forms_routed()):
+        problems.append(f"{settings.schemas_dir / form_id}: form {form_id!r} has no route, so its submissions would reach no back office")
+    for (form_id, _connector), mapping in sorted(mappings.items()):
         if forms.get(form_id) is None:
             problems.append(f"{mapping.path}: maps unknown form {form_id!r}")
     return problems

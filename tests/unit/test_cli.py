@@ -28,6 +28,27 @@ def test_config_check_passes_on_the_shipped_configuration() -> None:
     assert result.stdout.strip() == "configuration OK"
 
 
+COMPOSE_ENV = {"CRM_URL": "https://crm.council.example", "CRM_API_TOKEN": "t" * 24}
+
+
+def test_config_check_passes_on_the_compose_starter_with_the_forms_and_mappings_the_image_ships() -> None:
+    # the image ships every form and every mapping; a council routes the forms it offers only
+    result = hub("config", "check", env={"HUB_CONFIG_DIR": str(REPO / "deploy" / "config"), **COMPOSE_ENV})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "configuration OK"
+
+
+def test_config_check_reports_a_form_a_council_offers_but_routes_nowhere(tmp_path: Path) -> None:
+    starter = (REPO / "deploy" / "config" / "hub.yaml").read_text()
+    unrouted = starter.replace("  - form: report-fly-tipping\n    to:\n      - connector: crm\n", "")
+    assert unrouted != starter
+    (tmp_path / "hub.yaml").write_text(unrouted)
+    result = hub("config", "check", env={"HUB_CONFIG_DIR": str(tmp_path), **COMPOSE_ENV})
+    assert result.returncode == 1
+    assert "form 'report-fly-tipping' has no route, so its submissions would reach no back office" in result.stderr
+    assert "missed-bin-collection' has no route" not in result.stderr
+
+
 def test_config_check_lists_every_problem_by_file_and_line(tmp_path: Path) -> None:
     settings = Settings()
     config, mappings = tmp_path / "config", tmp_path / "mappings"
