@@ -1,6 +1,11 @@
-"""One delivery attempt: map the payload, respect the connector's circuit breaker, call the
-connector, record the outcome. Runs in a worker's sending threads; tells the consumer what to
-do with the message (acknowledge it, or park it in a delay queue first).
+"""One delivery, as steps that each end in a typed outcome (hub.delivery.outcomes), and one place
+that settles it:
+
+    handle: load → open the payload → gate (early? circuit open? paused?) → map → send → classify
+    settle: store it (one transaction with its webhook event) → breaker → metrics → log
+
+Runs in a worker's sending threads; the Result tells the consumer what to do with the message
+(acknowledge it, or put it in a delay queue first).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import structlog
 
 from connectors.base import DeliveryContext
 from hub import metrics
+from hub.delivery.outcomes import DeferUntil, Delivered, Outcome, Park, RetryAt, Skipped
 from hub.delivery.retry import decide
 from hub.delivery.webhook_sender import OutcomeEvents
 from hub.errors import ConfigError, DeliveryError, MappingError, PermanentError, TransientError
@@ -100,63 +106,49 @@ class DeliveryHandler:
             return None
         return 1.0
 
-    # -- one delivery
+    # -- one delivery: the steps, each ending in an outcome
 
     def handle(self, delivery_id: int) -> Result:
         job = self._load(delivery_id)
         if job is None:
             log.warning("delivery_unknown", delivery_id=delivery_id)
-            return Result("unknown")
+            return self.settle(None, Skipped("unknown"))
         if not job.is_open:
-            return Result(f"already-{job.state}")  # a redelivered message for a finished delivery
+            return self.settle(job, Skipped(f"already-{job.state}"))  # a redelivered message for a finished delivery
         try:
             payload = self.runtime.sealer.open(job.payload) if job.payload is not None else None
-        except ConfigError as error:  # sealed with a key no longer listed: park it, a retry cannot help
-            return self._park(job, datetime.now(UTC), str(error), "permanent")
+        except ConfigError as error:  # sealed with a key no longer listed: a retry cannot help
+            return self.settle(job, Park(datetime.now(UTC), str(error), "permanent"))
         form = self.runtime.forms.get(job.form_id, job.form_version)
         pii = form.pii_values(payload) if form is not None and payload is not None else []
         with personal_data(pii), structlog.contextvars.bound_contextvars(
             reference=job.reference, delivery_id=job.delivery_id, connector=job.connector
         ):
-            now = datetime.now(UTC)
-            if job.next_attempt_at and (job.next_attempt_at - now).total_seconds() > EARLY_SECONDS:
-                # back from a delay queue early, or redelivered before its retry was due
-                return self._wait(job, job.next_attempt_at, record=False)
-            wait = self._may_send(job.connector, now)
-            if wait is not None:
-                log.info("circuit_open_deferred", wait_seconds=round(wait, 3))
-                return self._wait(job, now + timedelta(seconds=wait), record=True)
-            return self._attempt(job, payload)
+            return self.settle(job, self._gate(job) or self._attempt(job, payload))
 
     def park_dead_letter(self, delivery_id: int) -> Result:
         """A message the broker dead-lettered because workers kept stopping while handling it."""
         job = deliveries.load(self.runtime.engine, delivery_id)
         if job is None or not job.is_open:
-            return Result("already-finished")
+            return self.settle(job, Skipped("already-finished"))
         limit = self.runtime.settings.delivery_limit
         reason = f"workers stopped more than {limit} times while handling this delivery (broker delivery limit)"
-        return self._park(job, datetime.now(UTC), reason, "permanent")
+        return self.settle(job, Park(datetime.now(UTC), reason, "permanent"))
 
-    def _park(self, job: deliveries.DeliveryJob, started: datetime, reason: str, kind: str, attempt: int | None = None) -> Result:
-        """The one way a delivery is parked: recorded with its `delivery.parked` webhook event in one
-        transaction, counted and logged. `kind` is the attempt's outcome, transient or permanent."""
-        notice = self.events.notice(job.client_id, job.delivery_id, job.reference, job.connector, "parked")
-        deliveries.record_parked(self.runtime.engine, job.delivery_id, started, reason, kind, notice)
-        metrics.DELIVERIES.labels(job.connector, "parked").inc()
-        log.warning("delivery_parked", reference=job.reference, delivery_id=job.delivery_id, connector=job.connector,
-                    attempt=attempt, reason=reason, outcome=kind)
-        return Result("parked")
+    def _gate(self, job: deliveries.DeliveryJob) -> DeferUntil | None:
+        """Holds the delivery back without an attempt: early from a delay queue, or its
+        connector's circuit is open or staff paused it. None: send now."""
+        now = datetime.now(UTC)
+        if job.next_attempt_at and (job.next_attempt_at - now).total_seconds() > EARLY_SECONDS:
+            return DeferUntil(job.next_attempt_at, record=False)
+        wait = self._may_send(job.connector, now)
+        if wait is None:
+            return None
+        log.info("circuit_open_deferred", wait_seconds=round(wait, 3))
+        return DeferUntil(now + timedelta(seconds=wait), record=True)
 
-    def _wait(self, job: deliveries.DeliveryJob, until: datetime, record: bool) -> Result:
-        """Holds the delivery back until `until` without an attempt: in a delay queue, or (on a
-        broker without them) in the outbox. `record` notes the new time in the database."""
-        via_outbox = not self.runtime.topology.supports_delay
-        if record or via_outbox:
-            deliveries.defer(self.runtime.engine, job.delivery_id, until, via_outbox)
-        seconds = max(0.0, (until - datetime.now(UTC)).total_seconds())
-        return Result("deferred", None if via_outbox else seconds)
-
-    def _attempt(self, job: deliveries.DeliveryJob, payload: Any) -> Result:
+    def _attempt(self, job: deliveries.DeliveryJob, payload: Any) -> Delivered | RetryAt | Park:
+        """Maps the payload and sends the record; an error is classified into retry or park."""
         started = datetime.now(UTC)
         attempt = job.attempts + 1
         key = idempotency_key(job.reference, job.connector)
@@ -178,47 +170,83 @@ class DeliveryHandler:
             if payload is None:
                 raise PermanentError("the submission's payload was purged or erased before it could be delivered")
             record = mapping.apply(payload, meta)
-            outcome = self.runtime.connector(job.connector).send(record, context)
+            sent = self.runtime.connector(job.connector).send(record, context)
         except DeliveryError as error:
-            return self._failed(job, attempt, started, error)
+            return self._classify(job, attempt, started, error)
         except ConfigError as error:  # e.g. a credential's environment variable is not set
-            return self._failed(job, attempt, started, PermanentError(f"configuration: {error}"))
+            return self._classify(job, attempt, started, PermanentError(f"configuration: {error}"))
         except Exception as exc:  # a fault in connector code: retried like a transient error, never looped
             log.exception("connector_raised", attempt=attempt)
-            return self._failed(job, attempt, started, TransientError(f"unexpected {type(exc).__name__} in connector"))
+            return self._classify(job, attempt, started, TransientError(f"unexpected {type(exc).__name__} in connector"))
         finally:
             metrics.DELIVERY_SECONDS.labels(job.connector).observe(time.perf_counter() - clock)
-        notice = self.events.notice(job.client_id, job.delivery_id, job.reference, job.connector, "delivered",
-                                    outcome.external_reference)
-        if notice is None:  # the common case: grouped with other sending threads' successes
-            self._delivered((job.delivery_id, started, outcome.external_reference))
-        else:
-            deliveries.record_delivered(self.runtime.engine, job.delivery_id, started, outcome.external_reference, notice)
-        metrics.DELIVERIES.labels(job.connector, "delivered").inc()
-        log.info("delivered", attempt=attempt, external_reference=outcome.external_reference)
-        circuit = self._circuit(job.connector)
-        if circuit.state != "closed" or circuit.failures:
-            if circuits.record_success(self.runtime.engine, job.connector):
-                log.warning("circuit_closed", connector=job.connector)
-            self._remember(circuits.Circuit(job.connector, "closed", 0, None))
-        return Result("delivered")
+        return Delivered(started, attempt, sent.external_reference)
 
-    def _failed(self, job: deliveries.DeliveryJob, attempt: int, started: datetime, error: DeliveryError) -> Result:
+    def _classify(self, job: deliveries.DeliveryJob, attempt: int, started: datetime, error: DeliveryError) -> RetryAt | Park:
+        """Retry or park, by the error's class and the attempts left (hub.delivery.retry)."""
         # a mapping or back-office error may quote an answer: the stored reason must not
         error.reason = scrubbed(error.reason)
         connector = self.runtime.config.connectors[job.connector]
         if isinstance(error, TransientError):
-            before = self._circuit(job.connector).state
-            circuit = self._remember(circuits.record_failure(self.runtime.engine, job.connector, connector.circuit))
-            if circuit.state == "open" and before != "open":
-                log.warning("circuit_opened", connector=job.connector, failures=circuit.failures, open_seconds=connector.circuit.open_seconds)
+            self._breaker_failed(job.connector)
         decision = decide(error, connector.retry, attempt - job.attempts_base)
         if decision.park:
-            kind = "transient" if isinstance(error, TransientError) else "permanent"
-            return self._park(job, started, error.reason, kind, attempt)
+            return Park(started, error.reason, "transient" if isinstance(error, TransientError) else "permanent", attempt)
+        return RetryAt(started, attempt, datetime.now(UTC) + timedelta(seconds=decision.delay_seconds), error.reason)
+
+    # -- the one place an outcome is stored, counted and logged
+
+    def settle(self, job: deliveries.DeliveryJob | None, outcome: Outcome) -> Result:
+        """Stores the outcome (the delivery's new state with its webhook event, in one transaction),
+        tells the breaker, counts and logs it; returns what the consumer does with the message."""
+        if job is None or isinstance(outcome, Skipped):
+            return Result(outcome.why if isinstance(outcome, Skipped) else "unknown")
+        # on a broker without delay queues, waiting deliveries are held in the outbox instead
         via_outbox = not self.runtime.topology.supports_delay
-        retry_at = datetime.now(UTC) + timedelta(seconds=decision.delay_seconds)
-        deliveries.record_retry(self.runtime.engine, job.delivery_id, started, error.reason, retry_at, via_outbox)
-        metrics.DELIVERIES.labels(job.connector, "retry").inc()
-        log.info("delivery_retry_scheduled", attempt=attempt, reason=error.reason, retry_in_seconds=round(decision.delay_seconds, 3))
-        return Result("retrying", None if via_outbox else decision.delay_seconds)
+        if isinstance(outcome, Delivered):
+            notice = self.events.notice(job.client_id, job.delivery_id, job.reference, job.connector, "delivered",
+                                        outcome.external_reference)
+            if notice is None:  # the common case: grouped with other sending threads' successes
+                self._delivered((job.delivery_id, outcome.started, outcome.external_reference))
+            else:
+                deliveries.record_delivered(self.runtime.engine, job.delivery_id, outcome.started, outcome.external_reference, notice)
+            self._breaker_succeeded(job.connector)
+            metrics.DELIVERIES.labels(job.connector, "delivered").inc()
+            log.info("delivered", attempt=outcome.attempt, external_reference=outcome.external_reference)
+            return Result("delivered")
+        if isinstance(outcome, Park):
+            notice = self.events.notice(job.client_id, job.delivery_id, job.reference, job.connector, "parked")
+            deliveries.record_parked(self.runtime.engine, job.delivery_id, outcome.started, outcome.reason, outcome.kind, notice)
+            metrics.DELIVERIES.labels(job.connector, "parked").inc()
+            log.warning("delivery_parked", reference=job.reference, delivery_id=job.delivery_id, connector=job.connector,
+                        attempt=outcome.attempt, reason=outcome.reason, outcome=outcome.kind)
+            return Result("parked")
+        if isinstance(outcome, RetryAt):
+            deliveries.record_retry(self.runtime.engine, job.delivery_id, outcome.started, outcome.reason, outcome.at, via_outbox)
+            seconds = _seconds_until(outcome.at)
+            metrics.DELIVERIES.labels(job.connector, "retry").inc()
+            log.info("delivery_retry_scheduled", attempt=outcome.attempt, reason=outcome.reason, retry_in_seconds=round(seconds, 3))
+            return Result("retrying", None if via_outbox else seconds)
+        if outcome.record or via_outbox:
+            deliveries.defer(self.runtime.engine, job.delivery_id, outcome.until, via_outbox)
+        return Result("deferred", None if via_outbox else _seconds_until(outcome.until))
+
+    # -- the circuit breaker's view of attempts
+
+    def _breaker_failed(self, connector: str) -> None:
+        policy = self.runtime.config.connectors[connector].circuit
+        before = self._circuit(connector).state
+        circuit = self._remember(circuits.record_failure(self.runtime.engine, connector, policy))
+        if circuit.state == "open" and before != "open":
+            log.warning("circuit_opened", connector=connector, failures=circuit.failures, open_seconds=policy.open_seconds)
+
+    def _breaker_succeeded(self, connector: str) -> None:
+        circuit = self._circuit(connector)
+        if circuit.state != "closed" or circuit.failures:
+            if circuits.record_success(self.runtime.engine, connector):
+                log.warning("circuit_closed", connector=connector)
+            self._remember(circuits.Circuit(connector, "closed", 0, None))
+
+
+def _seconds_until(moment: datetime) -> float:
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
