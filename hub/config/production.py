@@ -1,6 +1,6 @@
 """What a production start refuses (HUB_ENVIRONMENT=production), each naming the setting or the
 configuration entry to change: development keys, demo keys and default secrets, the embedded
-broker and database, and an identity provider not on HTTPS.
+broker and database, an identity provider not on HTTPS, and connectors that deliver nowhere.
 
 Development (the default) starts with whatever is missing made up in the data directory; a
 council's production hub must be given every key and its real servers.
@@ -16,6 +16,8 @@ from hub.errors import ConfigError
 
 # a key shorter than this is a placeholder, not a secret
 MIN_SECRET_LENGTH = 32
+# connector types that keep records in the process's memory (connectors.testing) instead of delivering them
+MEMORY_CONNECTOR_TYPES = ("recording",)
 
 
 def problems(settings: Settings, config: HubConfig | None = None) -> list[str]:
@@ -52,6 +54,11 @@ def problems(settings: Settings, config: HubConfig | None = None) -> list[str]:
             f"staff {member.id!r} takes a token from {member.token_env} (token_env is for development): "
             "give it token_sha256, or sign staff in with OpenID Connect"
             for member in config.staff.values() if member.token_env
+        )
+        found.extend(
+            f"connector {connector.name!r} is of type {connector.type}, which keeps residents' submissions in memory "
+            "and loses them when the process stops: give it a real back office"
+            for connector in config.connectors.values() if connector.type in MEMORY_CONNECTOR_TYPES
         )
     return found
 

@@ -1,5 +1,5 @@
 """A production start (HUB_ENVIRONMENT=production) refuses demo keys, development keys, default
-secrets and the embedded servers, naming each; an unknown HUB_ variable is refused everywhere."""
+secrets, the embedded servers and the recording connector, naming each; an unknown HUB_ variable is refused everywhere."""
 
 from __future__ import annotations
 
@@ -77,6 +77,21 @@ def test_production_refuses_the_demo_configurations_keys_from_the_environment(tm
         Runtime.build(Settings(**PRODUCTION, data_dir=tmp_path / "var"), {})
     assert "client 'demo-portal' takes its API key from HUB_DEMO_API_KEY" in str(refused.value)
     assert "staff 'ict-operator' takes a token from DEMO_STAFF_TOKEN" in str(refused.value)
+
+
+def test_production_refuses_a_recording_connector_naming_it(tmp_path: Path) -> None:
+    config = council_config(tmp_path)
+    hub_yaml = config / "hub.yaml"
+    hub_yaml.write_text(hub_yaml.read_text().replace(
+        "connectors: [", "connectors: [{name: new-form-preview, type: recording}, ").replace(
+        "to: [{connector: crm}]", "to: [{connector: crm}, {connector: new-form-preview}]"))
+    with pytest.raises(ConfigError) as refused:
+        Runtime.build(Settings(**PRODUCTION, config_dir=config, data_dir=tmp_path / "var"), {})
+    message = str(refused.value)
+    assert message.startswith("HUB_ENVIRONMENT=production refuses to start:")
+    assert ("- connector 'new-form-preview' is of type recording, which keeps residents' submissions in memory "
+            "and loses them when the process stops: give it a real back office") in message
+    assert "'crm'" not in message
 
 
 def test_development_makes_its_keys_in_the_data_directory(tmp_path: Path) -> None:
