@@ -129,4 +129,4 @@ def test_an_unknown_connector_type_is_refused_naming_the_known_ones(tmp_path: Pa
         timeout=60,
     )
     assert result.returncode == 1
-    assert "unknown connector type 'ticketting'; known types: amqp, email, open311, rest, soap" in result.stderr
+    assert "unknown connector type 'ticketting'; known types: amqp, email, open311, recording, rest, soap" in result.stderr

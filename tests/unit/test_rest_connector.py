@@ -110,5 +110,5 @@ def test_options_are_validated_with_every_problem_named() -> None:
 
 
 def test_an_unknown_connector_type_names_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown connector type 'rset'; known types: amqp, email, open311, rest, soap\. Did you mean 'rest'\?"):
+    with pytest.raises(ConfigError, match=r"unknown connector type 'rset'; known types: amqp, email, open311, recording, rest, soap\. Did you mean 'rest'\?"):
         ConnectorRegistry.from_entry_points().build(ConnectorConfig(name="crm", type="rset"), Secrets({}))
