@@ -4,8 +4,6 @@ back-office teams use, not with the hub's own code."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import secrets
 import socket
@@ -19,10 +17,6 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from connectors.amqp import AmqpConnector
 from connectors.base import DeliveryContext, Secrets
@@ -34,6 +28,7 @@ from simulators import backoffice_amqp, mail
 from simulators.mail import MailSink
 from tests.support import embedded
 from tests.support.servers import RabbitMQServer
+from tests.support.tls import self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ConnectorRegistry.from_entry_points()
@@ -64,21 +59,7 @@ def sink() -> Iterator[MailSink]:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSLContext]:
     """A self-signed certificate for 127.0.0.1, made now: the CA file a council would configure."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail-sink.invalid")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    folder = tmp_path_factory.mktemp("tls")
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(folder / "cert.pem", folder / "key.pem")
-    return folder / "cert.pem", server
+    return self_signed(tmp_path_factory.mktemp("tls"), "mail-sink.invalid")
 
 
 # -- e-mail, connector against the sink -------------------------------------------------------

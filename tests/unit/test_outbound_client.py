@@ -4,10 +4,7 @@ timeouts and TLS verification as a connector meets them."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -17,13 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from hub.outbound import client as outbound
 from hub.outbound.guard import AllowList
+from tests.support.tls import self_signed
 
 LOCAL = AllowList(("127.0.0.1",))
 
@@ -132,26 +126,9 @@ def test_a_host_that_refuses_connections_is_a_connect_error() -> None:
         post(client, f"http://127.0.0.1:{port}/cases")
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "back office")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def test_tls_is_verified_a_self_signed_back_office_is_refused_and_a_trusted_one_answers(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
+    cert, tls = self_signed(tmp_path)
     plain = Office()
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
     plain.socket = tls.wrap_socket(plain.socket, server_side=True)
     for office in serving(plain):
         url = office.url.replace("http://", "https://")
