@@ -199,8 +199,10 @@ class DeliveryHandler:
     def settle(self, job: deliveries.DeliveryJob | None, outcome: Outcome) -> Result:
         """Stores the outcome (the delivery's new state with its webhook event, in one transaction),
         tells the breaker, counts and logs it; returns what the consumer does with the message."""
-        if job is None or isinstance(outcome, Skipped):
-            return Result(outcome.why if isinstance(outcome, Skipped) else "unknown")
+        if isinstance(outcome, Skipped):
+            return Result(outcome.why)
+        if job is None:  # only a Skipped outcome comes without its delivery
+            return Result("unknown")
         # on a broker without delay queues, waiting deliveries are held in the outbox instead
         via_outbox = not self.runtime.topology.supports_delay
         if isinstance(outcome, Delivered):
