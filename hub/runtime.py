@@ -22,7 +22,7 @@ from hub.errors import ConfigError
 from hub.intake.forms import FormRegistry, load_forms
 from hub.intake.routing import Router
 from hub.privacy.sealing import Sealer, index_key, sealer
-from hub.relay.transport import Topology
+from hub.relay.transport import Transport, transport_for
 from hub.store.db import make_engine
 
 
@@ -36,7 +36,7 @@ class Runtime:
     registry: ConnectorRegistry
     secrets: Secrets
     engine: Engine
-    topology: Topology
+    transport: Transport
     # seals payloads at rest; the key of the index of residents' identifiers
     sealer: Sealer
     index_key: bytes
@@ -57,6 +57,7 @@ class Runtime:
         refused = outbound_problems(config, environ, settings.config_dir)
         if refused:
             raise ConfigError("\n".join(problem.message for problem in refused))
+        engine = make_engine(settings.database_url)
         return cls(
             settings=settings,
             config=config,
@@ -65,8 +66,8 @@ class Runtime:
             mappings=load_mappings(settings.mappings_dir),
             registry=registry or ConnectorRegistry.from_entry_points(),
             secrets=Secrets(environ),
-            engine=make_engine(settings.database_url),
-            topology=Topology(settings),
+            engine=engine,
+            transport=transport_for(settings, engine),
             sealer=sealer(settings),
             index_key=index_key(settings),
         )

@@ -109,7 +109,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
         "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}},
     }}}
 
-    broker = BrokerCheck(runtime.topology)
+    broker = BrokerCheck(runtime.transport)
 
     @app.get(
         "/readyz",

@@ -203,8 +203,6 @@ class DeliveryHandler:
             return Result(outcome.why)
         if job is None:  # only a Skipped outcome comes without its delivery
             return Result("unknown")
-        # on a broker without delay queues, waiting deliveries are held in the outbox instead
-        via_outbox = not self.runtime.topology.supports_delay
         if isinstance(outcome, Delivered):
             notice = self.events.notice(job.client_id, job.delivery_id, job.reference, job.connector, "delivered",
                                         outcome.external_reference)
@@ -224,14 +222,14 @@ class DeliveryHandler:
                         attempt=outcome.attempt, reason=outcome.reason, outcome=outcome.kind)
             return Result("parked")
         if isinstance(outcome, RetryAt):
-            deliveries.record_retry(self.runtime.engine, job.delivery_id, outcome.started, outcome.reason, outcome.at, via_outbox)
+            deliveries.record_retry(self.runtime.engine, job.delivery_id, outcome.started, outcome.reason, outcome.at)
             seconds = _seconds_until(outcome.at)
             metrics.DELIVERIES.labels(job.connector, "retry").inc()
             log.info("delivery_retry_scheduled", attempt=outcome.attempt, reason=outcome.reason, retry_in_seconds=round(seconds, 3))
-            return Result("retrying", None if via_outbox else seconds)
-        if outcome.record or via_outbox:
-            deliveries.defer(self.runtime.engine, job.delivery_id, outcome.until, via_outbox)
-        return Result("deferred", None if via_outbox else _seconds_until(outcome.until))
+            return Result("retrying", seconds)
+        if outcome.record:
+            deliveries.defer(self.runtime.engine, job.delivery_id, outcome.until)
+        return Result("deferred", _seconds_until(outcome.until))
 
     # -- the circuit breaker's view of attempts
 

@@ -17,12 +17,12 @@ from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
-from kombu.connection import Connection
 from kombu.message import Message
 from kombu.messaging import Consumer, Producer
 
 from hub.delivery.attempt import DeliveryHandler, Result
 from hub.logs import get_logger
+from hub.relay.transport import QueueKind
 from hub.runtime import Runtime
 from hub.store import db
 
@@ -68,8 +68,6 @@ class Worker:
         self._in_flight = 0
         # delivery tags received and not yet settled, per channel (the consuming thread's own)
         self._unacked: dict[Any, set[int]] = {}
-        self._multiple_acks = False
-        self._declared_delays: set[str] = set()
         self._producer: Any = None
         # for the probes (hub.delivery.probes): consuming from the broker now, and when the
         # consuming thread last came round its loop (monotonic seconds)
@@ -100,32 +98,24 @@ class Worker:
                 except Exception as exc:  # broker unreachable or connection lost
                     self.consuming = False
                     log.warning("worker_disconnected", error=type(exc).__name__, detail=str(exc)[:200], retry_in_seconds=pause)
-                    self._declared_delays.clear()
                     self.last_beat = time.monotonic()
                     stop.wait(pause)
                     pause = min(pause * 2, 10.0)
 
     def _consume(self, pools: dict[str, ThreadPoolExecutor], stop: threading.Event, grace_seconds: float) -> None:
-        topology = self.runtime.topology
-        with topology.connect() as connection:
+        transport = self.runtime.transport
+        with transport.connect() as connection:
             self._unacked = {}
-            # kombu's in-process and other virtual transports ack one tag whatever `multiple` says
-            self._multiple_acks = connection.transport.driver_type == "amqp"
-            connection.ensure_connection(max_retries=topology.hosts())
-            topology.declare(connection, self.connectors)
+            connection.ensure_connection(max_retries=transport.hosts())
+            transport.declare(connection, self.connectors)
             producer = self._producer = Producer(connection.channel())
             consumers = []
             for connector in self.connectors:
-                channel = connection.channel()
-                budget = self._budget(connector)
-                prefetch = max(self.runtime.settings.worker_prefetch, budget)
-                consumers.append(
-                    Consumer(channel, queues=[topology.queue(connector)], callbacks=[self._on_message(pools[connector], connector, "work")], accept=["json"], prefetch_count=prefetch)
-                )
-                if topology.supports_delay:
-                    consumers.append(
-                        Consumer(connection.channel(), queues=[topology.dead_queue(connector)], callbacks=[self._on_message(pools[connector], connector, "dead")], accept=["json"], prefetch_count=1)
-                    )
+                # a dead queue's messages are parked one at a time
+                prefetch = {"work": max(self.runtime.settings.worker_prefetch, self._budget(connector)), "dead": 1}
+                for queue_, kind in transport.consumed(connector):
+                    consumers.append(Consumer(connection.channel(), queues=[queue_], callbacks=[self._on_message(pools[connector], connector, kind)],
+                                              accept=["json"], prefetch_count=prefetch[kind]))
             with ExitStack() as stack:
                 for consumer in consumers:
                     stack.enter_context(consumer)
@@ -133,7 +123,7 @@ class Worker:
                 self.consuming = True
                 while not stop.is_set():
                     self.last_beat = time.monotonic()
-                    self._settle(connection, producer)
+                    self._settle(producer)
                     try:
                         # only this thread may ack, and it hears of finished deliveries only between
                         # waits: while any are in hand it waits briefly, so acks (and with them the
@@ -146,12 +136,12 @@ class Worker:
             deadline = time.monotonic() + grace_seconds
             while self._in_flight and time.monotonic() < deadline:
                 self.last_beat = time.monotonic()
-                self._settle(connection, producer, wait=0.1)
-            self._settle(connection, producer)
+                self._settle(producer, wait=0.1)
+            self._settle(producer)
             if self._in_flight:
                 log.warning("worker_stopped_with_deliveries_in_flight", count=self._in_flight)
 
-    def _on_message(self, pool: ThreadPoolExecutor, connector: str, kind: str) -> Callable[[Any, Message], None]:
+    def _on_message(self, pool: ThreadPoolExecutor, connector: str, kind: QueueKind) -> Callable[[Any, Message], None]:
         def on_message(body: Any, message: Message) -> None:
             ids = delivery_ids(body)
             self._unacked.setdefault(message.channel, set()).add(message.delivery_tag)
@@ -174,10 +164,9 @@ class Worker:
         """A dead-lettered message carrying several deliveries: workers kept stopping while one of
         them was in hand, but which one is unknown. Each goes back to the work queue in a message
         of its own, so only the one that keeps stopping workers is parked by the delivery limit."""
-        topology = self.runtime.topology
         try:
             for delivery_id in ids:
-                self._producer.publish({"delivery_id": delivery_id, "connector": connector}, exchange=topology.exchange.name,
+                self._producer.publish({"delivery_id": delivery_id, "connector": connector}, exchange=self.runtime.transport.exchange.name,
                                        routing_key=connector, serializer="json", delivery_mode=2, retry=False)
             self._unacked.get(message.channel, set()).discard(message.delivery_tag)
             message.ack()
@@ -186,7 +175,7 @@ class Worker:
             return
         log.warning("dead_letter_split", connector=connector, deliveries=len(ids))
 
-    def _settle(self, connection: Connection, producer: Producer, wait: float = 0.0) -> None:
+    def _settle(self, producer: Producer, wait: float = 0.0) -> None:
         """Acks messages whose deliveries are all settled (their outcomes are committed), first
         moving a waiting retry into its delay queue; a message with a delivery whose outcome could
         not be stored goes back to the queue (its settled deliveries are skipped when it returns)."""
@@ -210,8 +199,7 @@ class Worker:
                 result = future.result()
                 if result.delay_seconds is not None:
                     try:
-                        self._delay(connection, producer, held.connector, {"delivery_id": delivery_id, "connector": held.connector},
-                                    result.delay_seconds)
+                        self.runtime.transport.delay(producer, held.connector, delivery_id, result.delay_seconds)
                     except Exception as exc:  # the channel it came on is gone; the broker redelivers it
                         log.info("ack_lost", error=type(exc).__name__)
                         held.lost = True
@@ -245,32 +233,16 @@ class Worker:
             pause = min(pause * 2, 10.0)
 
     def _ack(self, finished: list[Message]) -> None:
-        """Acks finished messages, one frame per channel where it can: an ack with multiple=True
-        covers every earlier delivery on the channel, so it is used only up to the oldest message
-        still in hand there; later ones are acked one by one."""
+        """Acks finished messages, one frame per channel where the broker allows it (the
+        transport's `ack` knows), never past a message still in hand there."""
         by_channel: dict[Any, list[Message]] = {}
         for message in finished:
             by_channel.setdefault(message.channel, []).append(message)
         for channel, done in by_channel.items():
             unacked = self._unacked.get(channel, set())
             unacked.difference_update(m.delivery_tag for m in done)
-            oldest_in_hand = min(unacked, default=None)
             done.sort(key=lambda m: m.delivery_tag)
-            covered = [m for m in done if oldest_in_hand is None or m.delivery_tag < oldest_in_hand] if self._multiple_acks else []
-            singles = done[len(covered):]
             try:
-                if covered:
-                    covered[-1].ack(multiple=len(covered) > 1)
-                for message in singles:
-                    message.ack()
+                self.runtime.transport.ack(done, min(unacked, default=None))
             except Exception as exc:  # the channel it came on is gone; the broker redelivers them
                 log.info("ack_lost", error=type(exc).__name__)
-
-    def _delay(self, connection: Connection, producer: Producer, connector: str, body: Any, seconds: float) -> None:
-        topology = self.runtime.topology
-        queue_ = topology.delay_queue(connector, topology.delay_tier(seconds))
-        if queue_.name not in self._declared_delays:
-            queue_(producer.channel).declare()
-            self._declared_delays.add(queue_.name)
-        producer.publish(body, exchange=topology.delay_exchange, routing_key=queue_.name, serializer="json", delivery_mode=2, retry=False)
-

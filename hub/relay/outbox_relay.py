@@ -1,4 +1,4 @@
-"""The outbox relay: publishes committed outbox rows to RabbitMQ with publisher confirms.
+"""The outbox relay: publishes committed outbox rows to the broker (RabbitMQ: with publisher confirms).
 
 It runs beside intake, woken right after each commit and sweeping every second for rows left
 behind (broker down at the time, retries whose wait is over), so intake never waits on the broker.
@@ -13,7 +13,7 @@ import orjson
 
 from hub import metrics
 from hub.logs import get_logger
-from hub.relay.transport import BatchPublisher
+from hub.relay.transport import Publisher
 from hub.runtime import Runtime
 from hub.store import outbox
 
@@ -42,7 +42,7 @@ class Relay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._publisher: BatchPublisher | None = None
+        self._publisher: Publisher | None = None
         self._connectors = set(runtime.connector_names())
 
     def wake(self) -> None:
@@ -95,7 +95,7 @@ class Relay:
                 return 0
             publisher = self._ensure_publisher()
             publisher.publish_many(messages(rows, self.runtime.settings.relay_deliveries_per_message),
-                                   self.runtime.topology.exchange.name)
+                                   self.runtime.transport.exchange.name)
             for row in rows:
                 metrics.PUBLISHED.labels(row.connector).inc()
             # rows go only after every publish above was confirmed; a crash before this line
@@ -104,9 +104,9 @@ class Relay:
         log.debug("relay_published", count=len(rows))
         return len(rows)
 
-    def _ensure_publisher(self) -> BatchPublisher:
+    def _ensure_publisher(self) -> Publisher:
         if self._publisher is None:
-            publisher = BatchPublisher(self.runtime.topology)
+            publisher = self.runtime.transport.publisher()
             try:
                 publisher.connect(self._connectors)
             except Exception:

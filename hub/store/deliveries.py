@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from hub.store.db import KeptConnection, driver, one_statement
-from hub.store.tables import OPEN_STATES, attempts, deliveries, outbox, submissions
+from hub.store.tables import OPEN_STATES, attempts, deliveries, submissions
 
 
 @dataclass(frozen=True)
@@ -222,11 +222,10 @@ def _in_order(outcomes: Sequence[tuple[int, datetime, str | None]], numbers: dic
 
 
 def record_retry(
-    engine: Engine, delivery_id: int, started_at: datetime, error: str, retry_at: datetime, via_outbox: bool
+    engine: Engine, delivery_id: int, started_at: datetime, error: str, retry_at: datetime
 ) -> int | None:
-    """Schedules the next attempt. With `via_outbox` the relay publishes an outbox row once
-    `retry_at` has come (brokers without delay queues); otherwise the worker parks the message
-    in a delay queue itself."""
+    """Records a failed attempt and when the next one is due; the worker then hands the delivery
+    to the transport to bring it back then (hub.relay.transport `Transport.delay`)."""
     with engine.begin() as conn:
         number = _finish(
             conn,
@@ -236,9 +235,6 @@ def record_retry(
             {"state": "retrying", "last_error": error, "next_attempt_at": retry_at},
             error,
         )
-        if number is not None and via_outbox:
-            connector = conn.execute(select(deliveries.c.connector).where(deliveries.c.id == delivery_id)).scalar_one()
-            conn.execute(insert(outbox).values(delivery_id=delivery_id, connector=connector, available_at=retry_at))
         return number
 
 
@@ -258,14 +254,11 @@ def record_parked(engine: Engine, delivery_id: int, started_at: datetime, error:
         return number
 
 
-def defer(engine: Engine, delivery_id: int, until: datetime, via_outbox: bool) -> None:
+def defer(engine: Engine, delivery_id: int, until: datetime) -> None:
     """Makes an open delivery wait without counting an attempt (its connector's circuit is open)."""
     with engine.begin() as conn:
-        row = conn.execute(
+        conn.execute(
             update(deliveries)
             .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(OPEN_STATES))
             .values(next_attempt_at=until, updated_at=datetime.now(UTC))
-            .returning(deliveries.c.connector)
-        ).first()
-        if row is not None and via_outbox:
-            conn.execute(insert(outbox).values(delivery_id=delivery_id, connector=row.connector, available_at=until))
+        )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from hub.store.db import replanned
 from hub.store.tables import outbox
@@ -58,3 +58,9 @@ def remove(conn: Connection, ids: Sequence[int]) -> None:
 
 def backlog(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
+
+
+def hold(conn: Connection, delivery_id: int, connector: str, until: datetime) -> None:
+    """An outbox row the relay publishes once `until` has come: how a delivery waits where the
+    broker has no delay queues (the in-process one)."""
+    conn.execute(insert(outbox).values(delivery_id=delivery_id, connector=connector, available_at=until))

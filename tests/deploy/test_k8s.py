@@ -23,7 +23,7 @@ from cryptography.fernet import Fernet
 from hub.config import production
 from hub.config.files import load_config
 from hub.config.settings import ENV_PREFIX, Settings
-from hub.relay.transport import DELAY_TIERS_MS, Topology
+from hub.relay.transport import DELAY_TIERS_MS, RabbitTransport
 from tests.support.realworld import realworld, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -395,7 +395,7 @@ def test_the_queue_regex_counts_deliveries_waiting_and_not_retries_waiting_out_t
     # RabbitMQ matches the regex unanchored, as re.search does
     pattern = re.compile(scaled["spec"]["triggers"][0]["metadata"]["queueName"])
     settings = Settings(broker_url="amqp://hub@broker//")
-    topology = Topology(settings)
+    topology = RabbitTransport(settings)
     connectors = list(load_config(settings.config_dir, {}).connectors)
     assert connectors
     for name in connectors:

@@ -50,7 +50,7 @@ def test_the_relay_publishes_every_due_row_to_the_connectors_quorum_queue_and_re
     assert any(line.split() == [queue_name, "quorum", "true"] for line in listing.splitlines()), listing
     with Connection(rabbitmq.url) as conn:
         bodies = []
-        queue = runtime.topology.queue("crm")(conn.default_channel)
+        queue = runtime.transport.queue("crm")(conn.default_channel)
         while (message := queue.get(no_ack=True)) is not None:
             bodies.append(message.payload)
     # one message per claimed batch of 7, as a message carries up to 10 (HUB_RELAY_DELIVERIES_PER_MESSAGE)

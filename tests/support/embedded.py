@@ -131,6 +131,6 @@ def embedded_hub(
         with Connection("memory://") as conn:
             for name in runtime.connector_names():
                 try:
-                    runtime.topology.queue(name)(conn.default_channel).delete()
+                    runtime.transport.queue(name)(conn.default_channel).delete()
                 except Exception:
                     pass

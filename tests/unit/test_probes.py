@@ -7,10 +7,12 @@ import json
 import socket
 import time
 
+from sqlalchemy import create_engine
+
 from hub.config.settings import Settings
 from hub.delivery import probes
 from hub.delivery.worker import Worker
-from hub.relay.transport import BrokerCheck, Topology
+from hub.relay.transport import BrokerCheck, RabbitTransport, transport_for
 from tests.support.embedded import EmbeddedHub
 
 
@@ -38,9 +40,10 @@ def test_a_worker_is_ready_only_while_it_consumes(hub: EmbeddedHub) -> None:
 
 
 def test_the_broker_check_says_no_for_a_broker_that_does_not_answer_and_remembers_it() -> None:
-    down = Topology(Settings(broker_url=f"amqp://guest:guest@127.0.0.1:{closed_port()}//", broker_connect_timeout=1.0))
+    down = RabbitTransport(Settings(broker_url=f"amqp://guest:guest@127.0.0.1:{closed_port()}//", broker_connect_timeout=1.0))
     assert down.reachable() is False
-    assert Topology(Settings(broker_url="memory://")).reachable() is True
+    memory = Settings(broker_url="memory://")
+    assert transport_for(memory, create_engine("sqlite://")).reachable() is True
     asked = []
     down.reachable = lambda: asked.append(1) or False  # type: ignore[method-assign]
     check = BrokerCheck(down, remember_seconds=60)
