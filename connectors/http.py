@@ -9,6 +9,7 @@ moment, and a redirect is never followed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
 
@@ -16,22 +17,33 @@ from connectors.base import Health
 from hub.errors import OutboundRefused, PermanentError, TransientError
 from hub.outbound.client import client
 
-__all__ = ["TRANSIENT_STATUS", "call", "client", "health", "redirect_reason"]
+__all__ = ["TRANSIENT_STATUS", "accepted", "call", "client", "health", "reached", "redirect_reason"]
 
 TRANSIENT_STATUS = frozenset({408, 425, 429})
+Answer = TypeVar("Answer")
 
 
 def call(name: str, timeout_seconds: float, send: Callable[[], httpx.Response], refusal: Callable[[httpx.Response], str]) -> httpx.Response:
     """Makes the call; returns a 2xx response, or raises TransientError / PermanentError whose
     reason is `refusal(response)` for a refused record."""
+    return accepted(name, reached(name, timeout_seconds, send), refusal)
+
+
+def reached(name: str, timeout_seconds: float, send: Callable[[], Answer]) -> Answer:
+    """Makes the call; an answer that never came is a TransientError, a refused address OutboundRefused."""
     try:
-        response = send()
+        return send()
     except OutboundRefused as exc:
         raise OutboundRefused(f"{name} was not called: {exc.reason}") from None
     except httpx.TimeoutException:
         raise TransientError(f"no reply from {name} within {timeout_seconds:g} s") from None
     except httpx.TransportError as exc:
         raise TransientError(f"could not reach {name}: {type(exc).__name__}") from None
+
+
+def accepted(name: str, response: httpx.Response, refusal: Callable[[httpx.Response], str]) -> httpx.Response:
+    """The response if the back office took the record; a 5xx, 408, 425 or 429 is a TransientError,
+    a redirect or any other refusal a PermanentError."""
     status = response.status_code
     if status >= 500 or status in TRANSIENT_STATUS:
         raise TransientError(f"{name} answered HTTP {status}")

@@ -26,6 +26,7 @@ from connectors.base import (
     Secrets,
 )
 from hub.errors import PermanentError
+from hub.outbound.client import GuardedTransport, Reply
 
 
 class BearerAuth(ConnectorOptions):
@@ -63,12 +64,13 @@ class RestConnector(Connector):
 
     def __init__(self, name: str, options: RestOptions, secrets: Secrets) -> None:
         super().__init__(name, options, secrets)
-        self._client = http.client(options.timeout_seconds, options.connect_timeout_seconds, self.outbound)
+        self._transport = GuardedTransport(self.outbound)
+        self._client = http.client(options.timeout_seconds, options.connect_timeout_seconds, self.outbound, self._transport)
         self._reference = jmespath.compile(options.reference_path) if options.reference_path else None
         self._success = jmespath.compile(options.success_when) if options.success_when else None
         # what every send repeats, worked out once: sends go straight to the client's guarded transport
         self._url = httpx.URL(options.url)
-        self._transport: httpx.BaseTransport = self._client._transport
+        self._host = self._url.netloc.decode("ascii")
         self._fixed = {"Accept": "*/*", "Content-Type": "application/json"}
         self._timeouts = httpx.Timeout(options.timeout_seconds, connect=options.connect_timeout_seconds).as_dict()
 
@@ -88,31 +90,22 @@ class RestConnector(Connector):
         return headers
 
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
-        response = http.call(
-            self.name,
-            self.options.timeout_seconds,
-            lambda: self._post(record, context),
-            lambda refused: f"{self.name} refused the record: HTTP {refused.status_code}: {_excerpt(refused)}",
-        )
-        body = _json_or_none(response)
+        reply = http.reached(self.name, self.options.timeout_seconds, lambda: self._post(record, context))
+        if not 200 <= reply.status < 300:
+            http.accepted(self.name, reply.response(), lambda refused: f"{self.name} refused the record: HTTP {refused.status_code}: {_excerpt(refused)}")
+        body = _json_or_none(reply.content)
         if self._success is not None and not self._success.search(body):
-            raise PermanentError(f"{self.name} reported a failure: {_excerpt(response)}")
+            raise PermanentError(f"{self.name} reported a failure: {_excerpt(reply.response())}")
         reference = self._reference.search(body) if self._reference is not None else None
         return Outcome(external_reference=str(reference) if reference is not None else None)
 
-    def _post(self, record: Mapping[str, Any], context: DeliveryContext) -> httpx.Response:
+    def _post(self, record: Mapping[str, Any], context: DeliveryContext) -> Reply:
         """The record as JSON through the client's transport (the same gate, allow-list and checked
-        addresses), skipping what `httpx.Client.send` adds per call (auth flows, cookies, hooks,
-        redirects: none used here); every reply is read whole, its reference or refusal."""
-        request = httpx.Request(self.options.method, self._url, content=_json_bytes(record),
-                                headers={**self._fixed, **self._headers(context)}, extensions={"timeout": self._timeouts})
-        response = self._transport.handle_request(request)
-        response.request = request  # named in a refusal or a redirect's reason
-        try:
-            response.read()
-        finally:
-            response.close()
-        return response
+        addresses), building neither httpx model nor running what `httpx.Client.send` adds per call
+        (auth flows, cookies, hooks, redirects: none used here); every reply is read whole."""
+        body = _json_bytes(record)
+        headers = [("Host", self._host), ("Content-Length", str(len(body))), *self._fixed.items(), *self._headers(context).items()]
+        return self._transport.exchange(self.options.method, self._url, headers, body, self._timeouts)
 
     def check(self) -> Health:
         url = self.options.check_url or self.options.url
@@ -141,9 +134,9 @@ def _json_bytes(record: Mapping[str, Any]) -> bytes:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(content: bytes) -> Any:
     try:
-        return orjson.loads(response.content)
+        return orjson.loads(content)
     except ValueError:
         return None
 

@@ -11,6 +11,8 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import httpx
 
@@ -30,6 +32,24 @@ class _Idle:
     def __init__(self, connection: http.client.HTTPConnection) -> None:
         self.connection = connection
         self.since = time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A back office's whole answer, as `GuardedTransport.exchange` read it."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    content: bytes
+    method: str
+    url: httpx.URL
+
+    def response(self, request: httpx.Request | None = None) -> httpx.Response:
+        """As an httpx response, for code that reads one (refusals, redirects, httpx clients)."""
+        return httpx.Response(self.status, headers=self.headers, content=self.content,
+                              request=request or httpx.Request(self.method, self.url),
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": self.reason.encode("latin-1", "replace")})
 
 
 class GuardedTransport(httpx.BaseTransport):
@@ -52,7 +72,15 @@ class GuardedTransport(httpx.BaseTransport):
         self._allowed: set[tuple[str, int]] = set()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        reply = self.exchange(request.method, request.url, request.headers.raw, request.read(), timeouts, request)
+        return reply.response(request)
+
+    def exchange(self, method: str, url: httpx.URL, headers: Iterable[tuple[str | bytes, str | bytes]], body: bytes,
+                 timeouts: dict[str, float | None], request: httpx.Request | None = None) -> Reply:
+        """One request and its whole answer, under `handle_request` and for callers that build
+        neither httpx model (the REST connector's sends: ~60 us of CPU a call saved). `headers`
+        are sent as given, so they include Host and Content-Length."""
         if url.scheme not in _DEFAULT_PORTS:
             raise OutboundRefused(f"connectors call only http(s) URLs, not {url.scheme}")
         port = url.port or _DEFAULT_PORTS[url.scheme]
@@ -60,14 +88,12 @@ class GuardedTransport(httpx.BaseTransport):
         if (url.host, port) not in self._allowed:
             check_host(url.host, port, self.outbound, resolve=False)
             self._allowed.add((url.host, port))
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         key = (url.scheme, url.host, port)
-        body = request.read()
         connection = self._reuse(key) or self._connect(url.scheme, url.host, port, timeouts.get("connect"))
         try:
             connection.sock.settimeout(timeouts.get("read"))
-            connection.putrequest(request.method, url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True)
-            for name, value in request.headers.raw:
+            connection.putrequest(method, url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True)
+            for name, value in headers:
                 connection.putheader(name, value)
             connection.endheaders(body or None)
             answer = connection.getresponse()
@@ -85,8 +111,7 @@ class GuardedTransport(httpx.BaseTransport):
             connection.close()
         else:
             self._idle().setdefault(key, []).append(_Idle(connection))
-        return httpx.Response(answer.status, headers=answer.getheaders(), content=content, request=request,
-                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason.encode("latin-1", "replace")})
+        return Reply(answer.status, answer.reason, answer.getheaders(), content, method, url)
 
     def _idle(self) -> dict[tuple[str, str, int], list[_Idle]]:
         idle: dict[tuple[str, str, int], list[_Idle]] | None = getattr(self._local, "idle", None)
@@ -140,14 +165,16 @@ class GuardedTransport(httpx.BaseTransport):
             idle.clear()
 
 
-def client(timeout_seconds: float, connect_timeout_seconds: float, outbound: AllowList | None = None) -> httpx.Client:
+def client(timeout_seconds: float, connect_timeout_seconds: float, outbound: AllowList | None = None,
+           transport: GuardedTransport | None = None) -> httpx.Client:
     """The hub's one HTTP client, for every connector (REST, SOAP, Open311) and webhook: explicit
     timeouts, calls only where `outbound` allows (by default the allow-list of the connector being
     built; a client made later is given `self.outbound`), connects only to addresses just checked,
-    and redirects not followed (a back office that moves must be reconfigured, not chased)."""
+    and redirects not followed (a back office that moves must be reconfigured, not chased). A
+    caller that also sends through the transport itself (`GuardedTransport.exchange`) passes it."""
     allow = outbound if outbound is not None else current_allow_list()
     return httpx.Client(
         timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
         follow_redirects=False,
-        transport=GuardedTransport(allow),
+        transport=transport or GuardedTransport(allow),
     )
