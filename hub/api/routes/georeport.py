@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.body import read_body
-from hub.api.deps import IntakeDep, RuntimeDep, find_client, get_client_cache
+from hub.api.deps import IntakeDep, RuntimeDep, find_client, get_client_cache, get_limits, source_address
 from hub.config.files import Client
 from hub.errors import IdempotencyConflict, NotFound, RequestError, ValidationFailed
 from hub.intake.accept import Submission
@@ -179,7 +179,16 @@ def _client_for(runtime: RuntimeDep, request: Request, key: object) -> tuple[Cli
     create`), or None and, for a revoked or expired key, the reason in GeoReport's words."""
     if not isinstance(key, str) or not key:
         return None, None
+    rate_limits, address = get_limits(request), source_address(request)
+    # over a limit is the hub's 429 problem (Retry-After, RateLimit-*): GeoReport has no word for it
+    rate_limits.check_source(address)
     try:
-        return find_client(runtime, get_client_cache(request), key), None
+        client = find_client(runtime, get_client_cache(request), key)
     except RequestError as problem:
+        rate_limits.failed(address)
         return None, problem.detail
+    if client is None:
+        rate_limits.failed(address)
+        return None, None
+    rate_limits.check_client(client)
+    return client, None
