@@ -36,7 +36,7 @@ from hub.runtime import Runtime
 from hub.store import audit, circuits
 from hub.store.replay import ParkedFilter, counts_by_connector, find_parked, replay
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 422, 503))
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 422, 429, 503))
 _bearer = HTTPBearer(auto_error=False, scheme_name="StaffToken", description="A member of staff's token")
 
 
