@@ -23,6 +23,7 @@ a delivery error is one delivery outcome, and the rest stop a process or a comma
     │   ├── BodyTooLarge            413 body-too-large
     │   ├── UnsupportedMediaType    415 unsupported-media-type
     │   ├── ValidationFailed        422 validation-failed  (`errors`: every failing field's pointer)
+    │   ├── TooManyRequests         429 too-many-requests  (`Retry-After`, `RateLimit-*` headers)
     │   ├── ServiceUnavailable      503 service-unavailable
     │   └── InternalError           500 internal-error  (only the app's last-resort handler uses it)
     └── DeliveryError               one delivery attempt did not succeed; `reason` is safe to show staff
@@ -185,6 +186,16 @@ class ValidationFailed(RequestError):
     kind = "validation-failed"
     title = "Your submission has errors"
     meaning = "One or more fields are missing or not valid. Each is listed in `errors` with a JSON pointer to the field."
+
+
+class TooManyRequests(RequestError):
+    status = 429
+    kind = "too-many-requests"
+    title = "Too many requests"
+    meaning = (
+        "A rate limit, a daily quota or the limit on failed sign-ins was reached; wait the seconds "
+        "`Retry-After` gives before sending again."
+    )
 
 
 class ServiceUnavailable(RequestError):

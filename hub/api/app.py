@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from hub.api import fast_intake, problems
+from hub.api.ratelimit import RateLimits
 from hub.api.routes import (
     admin,
     admin_clients,
@@ -74,6 +75,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.state.relay = relay
     app.state.intake = Intake(runtime, relay)
     app.state.clients = ClientCache(runtime.engine, runtime.settings.client_cache_seconds)
+    app.state.limits = RateLimits(runtime.settings, runtime.config)
     problems.install(app)
     app.include_router(submissions.router)
     app.include_router(georeport.create_router(runtime.settings.config_dir / "open311" / "services.yaml"))

@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from hub.api.ratelimit import RateLimits
 from hub.auth.sessions import session_secret
 from hub.config.files import Client
 from hub.errors import Unauthorized
@@ -46,6 +47,31 @@ def get_client_cache(request: Request) -> ClientCache:
         runtime: Runtime = request.app.state.runtime
         cache = request.app.state.clients = ClientCache(runtime.engine, runtime.settings.client_cache_seconds)
     return cache
+
+
+def get_limits(request: Request) -> RateLimits:
+    """The app's rate limits (made here for an app assembled without create_app)."""
+    found: RateLimits | None = getattr(request.app.state, "limits", None)
+    if found is None:
+        runtime: Runtime = request.app.state.runtime
+        found = request.app.state.limits = RateLimits(runtime.settings, runtime.config)
+    return found
+
+
+def source_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def limited_identity(request: Request, find: Callable[[], Found]) -> Found:
+    """`find()` (a bearer_identity call) behind the brake on failed sign-ins from the request's
+    address: refused at once while that address waits; a 401 is counted (and may become a 429)."""
+    rate_limits, address = get_limits(request), source_address(request)
+    rate_limits.check_source(address)
+    try:
+        return find()
+    except Unauthorized:
+        rate_limits.failed(address)
+        raise
 
 
 def get_session_secret(request: Request) -> bytes:
@@ -96,11 +122,15 @@ def find_client(runtime: Runtime, cache: ClientCache, key: str) -> Client | None
 
 
 def get_client(
+    request: Request,
     runtime: Annotated[Runtime, Depends(get_runtime)],
     cache: Annotated[ClientCache, Depends(get_client_cache)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Client:
-    return bearer_identity(credentials, lambda key: find_client(runtime, cache, key), "client's API key", CLIENT_REALM)
+    client = limited_identity(request, lambda: bearer_identity(
+        credentials, lambda key: find_client(runtime, cache, key), "client's API key", CLIENT_REALM))
+    get_limits(request).check_client(client)
+    return client
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -28,6 +28,9 @@ from hub.api.deps import (
     bearer_identity,
     find_client,
     get_client_cache,
+    get_limits,
+    limited_identity,
+    source_address,
 )
 from hub.api.routes import submissions
 from hub.config.files import Client
@@ -87,16 +90,23 @@ def _handler(app: Starlette, exc: Exception) -> Any:
 
 async def _client(request: Request, runtime: Runtime) -> Client:
     """As `deps.get_client`: a configured key is found in memory; a stored one may need the
-    database (through the cache), so that lookup runs in a thread as FastAPI would run it."""
+    database (through the cache), so that lookup runs in a thread as FastAPI would run it.
+    Either way the rate limits are spent as there (hub.api.ratelimit)."""
+    rate_limits = get_limits(request)
+    rate_limits.check_source(source_address(request))
     credentials = await _bearer(request)
     if credentials is not None and credentials.credentials:
         configured = runtime.config.client_for_key(credentials.credentials)
         if configured is not None:
+            rate_limits.check_client(configured)
             return configured
     cache = get_client_cache(request)
-    return await run_in_threadpool(
-        bearer_identity, credentials, lambda key: find_client(runtime, cache, key), "client's API key", CLIENT_REALM
+    client = await run_in_threadpool(
+        limited_identity, request, lambda: bearer_identity(
+            credentials, lambda key: find_client(runtime, cache, key), "client's API key", CLIENT_REALM)
     )
+    rate_limits.check_client(client)
+    return client
 
 
 async def submit(request: Request) -> Response:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jmespath
+import limits
 import yaml
 from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +25,16 @@ from hub.errors import ConfigError
 SECTIONS = ("tenants", "clients", "connectors", "routes", "staff", "retention")
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _LINE = "__line__"
+
+
+def _rate(value: str | None) -> str | None:
+    """A rate limit in the `limits` notation, refused at load time when it does not parse."""
+    if value is not None:
+        try:
+            limits.parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit; write e.g. '100/second' or '50/second;2000/minute'") from None
+    return value
 
 
 class _Model(BaseModel):
@@ -38,6 +49,12 @@ class Tenant(_Model):
     forms: tuple[str, ...] = ("*",)
     # hosts this tenant's connectors may call: "host", "host:port" or "*.example.org"
     allowed_hosts: tuple[str, ...] = ()
+    # requests all of this tenant's clients may make, `limits` notation ("300/second"); None: HUB_TENANT_RATE_LIMIT
+    rate_limit: str | None = None
+    # authenticated client requests a day (UTC) for the whole tenant; None: no quota
+    daily_quota: int | None = Field(default=None, gt=0)
+
+    _rate_limit = field_validator("rate_limit")(classmethod(lambda cls, value: _rate(value)))
 
     def offers(self, form_id: str) -> bool:
         return "*" in self.forms or form_id in self.forms
@@ -53,6 +70,10 @@ class Client(_Model):
     # development only: the key itself is given in this environment variable at start-up
     api_key_env: str | None = None
     forms: tuple[str, ...] = ("*",)
+    # requests this client may make, `limits` notation ("100/second"); None: HUB_CLIENT_RATE_LIMIT
+    rate_limit: str | None = None
+
+    _rate_limit = field_validator("rate_limit")(classmethod(lambda cls, value: _rate(value)))
 
     @field_validator("api_key_sha256")
     @classmethod

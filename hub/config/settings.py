@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     # front-end keys made by `hub clients create` are read from the database through a cache
     # this many seconds old at most (so a revoked key stops working within it)
     client_cache_seconds: float = Field(default=5.0, ge=0)
+    # rate limits (hub.api.ratelimit), in the `limits` notation ("100/second;3000/minute"); a client
+    # or tenant in the configuration files may set its own `rate_limit`; counted per api replica
+    client_rate_limit: str = "100/second"
+    tenant_rate_limit: str = "300/second"
+    # failed API-key or staff-token checks from one address before it is refused (429), and the
+    # first wait; each further try while refused doubles the wait, up to auth_failure_max_wait
+    auth_failure_limit: str = "20/minute"
+    auth_failure_max_wait: float = Field(default=3600.0, gt=0)
 
     # staff sign-in: "local" tokens from the staff section (development), "oidc" through the
     # council's identity provider, or both

@@ -180,6 +180,9 @@ def hub_processes(workdir: Path, database_url: str, broker_url: str, launcher: C
         "HUB_QUEUE_PREFIX": f"{namespace}.",
         "HUB_RELAY_SWEEP_SECONDS": "0.2",
         "HUB_DEMO_API_KEY": key,
+        # the load these suites drive is about delivery, not rate limits (tests/unit/test_rate_limits.py)
+        "HUB_CLIENT_RATE_LIMIT": "100000/second",
+        "HUB_TENANT_RATE_LIMIT": "100000/second",
         "CRM_URL": servers[0].url,
         "CRM_API_TOKEN": crm.token or "",
         "GARDEN_WASTE_URL": servers[1].url,

@@ -114,6 +114,7 @@ MATRIX: list[Row] = [
     Row("POST", "/v1/admin/subjects/export", STAFF, lambda a: {"json": {"email": RESIDENT, "tenant": "eastmoor"}}, NOT_FOUND),
     Row("POST", "/v1/admin/subjects/erase", STAFF, lambda a: {"json": {"email": RESIDENT}}, OWN),
     Row("GET", "/v1/admin/connectors", STAFF, nothing, OWN),
+    Row("GET", "/v1/admin/quotas", STAFF, nothing, OWN),
     Row("POST", "/v1/admin/connectors/{name}/pause", STAFF, lambda a: {"name": a.connector}, NOT_FOUND),
     Row("POST", "/v1/admin/connectors/{name}/resume", STAFF, lambda a: {"name": a.connector}, NOT_FOUND),
     Row("GET", "/v1/admin/deliveries", STAFF, nothing, OWN),

@@ -18,7 +18,16 @@ from pydantic import BaseModel, BeforeValidator, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
-from hub.api.deps import RelayDep, RuntimeDep, bearer_identity, challenge, get_runtime, get_session_secret
+from hub.api.deps import (
+    RelayDep,
+    RuntimeDep,
+    bearer_identity,
+    challenge,
+    get_limits,
+    get_runtime,
+    get_session_secret,
+    limited_identity,
+)
 from hub.api.problems import problem_responses
 from hub.auth import sessions
 from hub.config.files import ConnectorConfig, Role, Staff
@@ -27,7 +36,7 @@ from hub.runtime import Runtime
 from hub.store import audit, circuits
 from hub.store.replay import ParkedFilter, counts_by_connector, find_parked, replay
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 422, 503))
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 422, 429, 503))
 _bearer = HTTPBearer(auto_error=False, scheme_name="StaffToken", description="A member of staff's token")
 
 
@@ -54,7 +63,9 @@ def get_staff(
             return runtime.config.staff.get(staff_id)
         return runtime.config.staff_for_token(token) if mode != "oidc" else None
 
-    return bearer_identity(credentials, lookup, "staff token", STAFF_REALM)
+    staff = limited_identity(request, lambda: bearer_identity(credentials, lookup, "staff token", STAFF_REALM))
+    get_limits(request).check_staff(staff.id)
+    return staff
 
 
 StaffDep = Annotated[Staff, Depends(get_staff)]
@@ -95,6 +106,15 @@ class ReplayRequest(BaseModel):
     since: IsoDatetime | None = None
     reason_contains: str | None = Field(default=None, max_length=200)
     dry_run: StrictBool = False
+
+
+@router.get("/quotas")
+async def quotas(request: Request, staff: StaffDep) -> list[dict[str, Any]]:
+    """Each tenant's daily quota of client requests (this staff member's tenants): used and
+    remaining today as this api replica counted them, and when the day resets (UTC)."""
+    _require(staff, "viewer")
+    scope = _scope(staff)
+    return [entry for entry in get_limits(request).quotas() if scope is None or entry["tenant"] == scope]
 
 
 @router.get("/connectors")

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.body import read_body
-from hub.api.deps import IntakeDep, RuntimeDep, find_client, get_client_cache
+from hub.api.deps import IntakeDep, RuntimeDep, find_client, get_client_cache, get_limits, source_address
+from hub.api.problems import problem_responses
 from hub.config.files import Client
 from hub.errors import IdempotencyConflict, NotFound, RequestError, ValidationFailed
 from hub.intake.accept import Submission
@@ -79,7 +80,7 @@ def create_router(services_file: Path) -> APIRouter:
         ]
         return {"service_code": service.service_code, "attributes": attributes}
 
-    @router.post("/requests.json", responses=error_responses(400, 403, 404, 413), openapi_extra=_REQUEST_BODY)
+    @router.post("/requests.json", responses={**error_responses(400, 403, 404, 413), **problem_responses(429)}, openapi_extra=_REQUEST_BODY)
     async def create_request(request: Request, intake: IntakeDep) -> JSONResponse:
         runtime = intake.runtime
         try:
@@ -127,7 +128,7 @@ def create_router(services_file: Path) -> APIRouter:
             reference = exc.reference
         return JSONResponse([{"service_request_id": reference}])
 
-    @router.get("/requests/{reference}.json", responses=error_responses(403, 404))
+    @router.get("/requests/{reference}.json", responses={**error_responses(403, 404), **problem_responses(429)})
     async def get_request(
         reference: str, request: Request, runtime: RuntimeDep, key: str | None = Query(None, alias="api_key")
     ) -> JSONResponse:
@@ -179,7 +180,16 @@ def _client_for(runtime: RuntimeDep, request: Request, key: object) -> tuple[Cli
     create`), or None and, for a revoked or expired key, the reason in GeoReport's words."""
     if not isinstance(key, str) or not key:
         return None, None
+    rate_limits, address = get_limits(request), source_address(request)
+    # over a limit is the hub's 429 problem (Retry-After, RateLimit-*): GeoReport has no word for it
+    rate_limits.check_source(address)
     try:
-        return find_client(runtime, get_client_cache(request), key), None
+        client = find_client(runtime, get_client_cache(request), key)
     except RequestError as problem:
+        rate_limits.failed(address)
         return None, problem.detail
+    if client is None:
+        rate_limits.failed(address)
+        return None, None
+    rate_limits.check_client(client)
+    return client, None

@@ -138,7 +138,7 @@ def create_router(forms_file: Path, standards_dir: Path | None = None, max_strin
         "/submissions",
         status_code=202,
         response_model=Receipt,
-        responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 503),
+        responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429, 503),
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
     )
     async def submit(

@@ -70,7 +70,7 @@ class SubmissionStatus(BaseModel):
     "/forms/{form_id}/submissions",
     status_code=202,
     response_model=Receipt,
-    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429, 503),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
 async def submit(
@@ -106,7 +106,7 @@ def receipt(runtime: Runtime, accepted: store.Accepted) -> JSONResponse:
     return JSONResponse(body, status_code=202, headers={"Location": status_url})
 
 
-@router.get("/submissions/{reference}", response_model=SubmissionStatus, responses=problem_responses(401, 404, 503))
+@router.get("/submissions/{reference}", response_model=SubmissionStatus, responses=problem_responses(401, 404, 429, 503))
 async def submission_status(reference: str, runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
     found = await run_in_threadpool(store.status, runtime.engine, client.tenant, reference)
     if found is None:
