@@ -42,3 +42,25 @@ def test_the_wheel_carries_the_console_stylesheet_script_fonts_licence_and_prove
     for path in _provenance():
         assert f"hub/console/static/govuk/{path}" in names, path
     assert "hub/console/static/govuk/PROVENANCE" in names
+
+
+@pytest.mark.unit
+def test_the_hub_app_serves_the_stylesheet_and_the_fonts_it_names(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from hub.api.app import create_app
+    from hub.config.settings import Settings
+    from hub.runtime import Runtime
+
+    runtime = Runtime.build(Settings(database_url=f"sqlite:///{tmp_path / 'hub.db'}"), {})
+    try:
+        with TestClient(create_app(runtime)) as http:
+            css = http.get("/console/static/govuk/govuk-frontend.min.css")
+            assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+            assert css.content == (HERE / "govuk-frontend.min.css").read_bytes()
+            font = http.get("/console/static/govuk/assets/fonts/bold-b542beb274-v2.woff2")
+            assert font.status_code == 200 and font.content == (HERE / "assets/fonts/bold-b542beb274-v2.woff2").read_bytes()
+            assert "url(/console/static/govuk/assets/fonts/bold-b542beb274-v2.woff2)" in css.text
+            assert http.get("/console/static/govuk/nothing.css").status_code == 404
+    finally:
+        runtime.close()
