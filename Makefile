@@ -6,7 +6,7 @@ DEMO_ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test test-future install install-test servers image-tools image lint typecheck bench clean
+.PHONY: demo test test-future install install-test servers image-tools image lint typecheck bench clean govuk-frontend
 
 $(BIN)/hub: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench: install servers
 
 typecheck: install-test
 	$(BIN)/mypy
+
+# the console's GOV.UK Frontend (hub/console/static/govuk/) refreshed from npm, PROVENANCE rewritten
+govuk-frontend:
+	bash scripts/govuk-frontend.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache

@@ -11,7 +11,8 @@ setup(
     packages=find_packages(include=["hub*", "connectors*", "simulators*"]) + [f"hub.bundled_files.{name}" for name in BUNDLED],
     package_dir={f"hub.bundled_files.{name}": name for name in BUNDLED},
     package_data={
-        "hub": ["store/migrations/*.py", "store/migrations/*.mako", "store/migrations/versions/*.py", "py.typed"],
+        "hub": ["store/migrations/*.py", "store/migrations/*.mako", "store/migrations/versions/*.py", "py.typed",
+                "console/static/govuk/*", "console/static/govuk/assets/*", "console/static/govuk/assets/*/*"],
         "connectors": ["templates/*.txt"],
         "simulators": ["wsdl/*.wsdl"],
         **{f"hub.bundled_files.{name}": ["**/*"] for name in BUNDLED},

@@ -29,6 +29,7 @@ from hub.api.routes import (
     submissions,
     webhook_subscriptions,
 )
+from hub.console import static_files
 from hub.intake.accept import Intake
 from hub.logs import get_logger
 from hub.relay.outbox_relay import Relay
@@ -87,6 +88,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(webhook_subscriptions.router)
     app.include_router(admin_clients.router)
     app.include_router(staff_sign_in.router)
+    static_files.install(app)
     # the busiest request skips FastAPI's dependency solving; the route above still documents it
     fast_intake.install(app)
 
