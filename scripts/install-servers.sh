@@ -36,6 +36,13 @@ else
     say "PostgreSQL missing: will install postgresql"
     packages+=(postgresql)
 fi
+# the attachments' virus scan (tests start a private clamd with their own signatures)
+if [ -x /usr/sbin/clamd ]; then
+    say "clamd present: /usr/sbin/clamd"
+else
+    say "clamd missing: will install clamav-daemon"
+    packages+=(clamav-daemon)
+fi
 
 if [ "${#packages[@]}" -eq 0 ]; then
     say "nothing to install"
