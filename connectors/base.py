@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, PermanentError
 from hub.logs import add_secrets
 from hub.outbound.guard import AllowList, current_allow_list
 
@@ -123,6 +123,12 @@ class Connector(ABC):
         a bounded batch); a record the back office does not know is left out. Raise TransientError
         when it cannot be asked just now. The default: this back office cannot be polled."""
         raise PollingNotSupported(f"connector {self.name!r} ({type(self).__name__}) cannot be polled for status")
+
+    def lookup(self, operation: str, arguments: dict[str, Any]) -> Any:
+        """Reads from the back office (premises by UPRN, an account enquiry) for pre-filling a
+        form: the reply as plain data. Raise TransientError when it cannot be asked just now.
+        The default: this back office offers no lookups."""
+        raise PermanentError(f"connector {self.name!r} ({type(self).__name__}) offers no lookups")
 
     @property
     def can_poll_status(self) -> bool:

@@ -238,6 +238,13 @@ class SoapConnector(Connector):
             ))
         return reports
 
+    def lookup(self, operation: str, arguments: dict[str, Any]) -> Any:
+        """Another operation of the same service, used as a read (Bartec's Premises_Get)."""
+        if operation not in self._binding._operations:
+            raise PermanentError(f"{self.name}: operation {operation!r} is not in its WSDL")
+        self._ensure_auth()
+        return serialize_object(self._call(copy.deepcopy(arguments), operation), dict)  # type: ignore[no-untyped-call]
+
     def _call(self, arguments: dict[str, Any], operation: str | None = None) -> Any:
         name, timeout = self.name, self.options.timeout_seconds
         operation = operation or self.options.operation

@@ -24,6 +24,7 @@ from hub.api.routes import (
     admin_submissions,
     georeport,
     govuk_forms,
+    residents,
     staff_sign_in,
     status_updates,
     submissions,
@@ -86,6 +87,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(admin_submissions.router)
     app.include_router(status_updates.router)
     app.include_router(webhook_subscriptions.router)
+    app.include_router(residents.router)
     app.include_router(admin_clients.router)
     app.include_router(staff_sign_in.router)
     static_files.install(app)

@@ -24,8 +24,10 @@ from hub.intake.group_commit import IntakeBatcher
 from hub.logs import get_logger, personal_data
 from hub.privacy.sealing import subject_digest
 from hub.relay.outbox_relay import Relay
+from hub.residents.record import resident_digest
 from hub.runtime import Runtime
 from hub.store import submissions as store
+from hub.store.residents import SUBJECT_KIND
 
 log = get_logger("hub.intake")
 
@@ -42,6 +44,8 @@ class Submission:
     idempotency_key: str | None
     # which front door: "api", "govuk-forms", "open311"
     source: str
+    # the signed-in resident's `sub` at the portal's identity provider (Resident-Subject header)
+    resident: str | None = None
 
 
 class Intake:
@@ -97,7 +101,7 @@ class Intake:
             # keyed digests, never the addresses: they find the resident's submissions for access and erasure
             subject_links=tuple(
                 (kind, subject_digest(runtime.index_key, kind, value)) for kind, value in form.subject_identifiers(payload)
-            ),
+            ) + (((SUBJECT_KIND, resident_digest(runtime.index_key, submission.resident)),) if submission.resident else ()),
         )
         with personal_data(form.pii_values(payload)):
             accepted = await self.batcher.accept(new)

@@ -14,8 +14,9 @@ from sqlalchemy import Connection
 
 from hub.errors import UnknownKey
 from hub.privacy.sealing import subject_digest
+from hub.residents.record import resident_digest
 from hub.runtime import Runtime
-from hub.store import audit, personal_data
+from hub.store import audit, personal_data, residents
 
 ERASED_REASON = "erased at the resident's request"
 
@@ -61,16 +62,39 @@ def erase(runtime: Runtime, tenant: str, email: str, actor: str) -> list[Erased]
     """Removes this resident's personal data from every one of their submissions in this tenant,
     in one transaction; each erased submission gets its own audit entry."""
     digest = subject_digest(runtime.index_key, "email", email)
-    now = datetime.now(UTC)
-    done: list[Erased] = []
     with runtime.engine.begin() as conn:
-        for row in personal_data.linked(conn, tenant, "email", digest, lock=True):
-            sealed, what, values = _stripped(runtime, row)
-            parked = personal_data.erase(conn, row.id, sealed, now, ERASED_REASON, values)
-            item = Erased(row.reference, row.form_id, what, parked)
-            detail = {"form": row.form_id, "payload": what, "deliveries_parked": parked}
-            audit.record(conn, actor, tenant, "subject.erase", row.reference, detail, at=now)
-            done.append(item)
+        return _erase_linked(runtime, conn, tenant, "email", digest, actor, datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class ResidentErased:
+    submissions: list[Erased]
+    references_removed: int
+
+
+def erase_resident(runtime: Runtime, tenant: str, subject: str, actor: str) -> ResidentErased:
+    """Erases a signed-in resident (the portal's `sub`) in this tenant, in one transaction: the
+    personal data of every submission they made, their customer record and its links. The audit
+    entry names the count, never the subject."""
+    digest = resident_digest(runtime.index_key, subject)
+    now = datetime.now(UTC)
+    with runtime.engine.begin() as conn:
+        done = _erase_linked(runtime, conn, tenant, residents.SUBJECT_KIND, digest, actor, now)
+        removed = residents.forget(conn, tenant, digest)
+        detail = {"submissions": len(done), "references_removed": removed}
+        audit.record(conn, actor, tenant, "subject.erase_record", "resident", detail, at=now)
+    return ResidentErased(done, removed)
+
+
+def _erase_linked(runtime: Runtime, conn: Connection, tenant: str, kind: str, digest: str, actor: str, now: datetime) -> list[Erased]:
+    done: list[Erased] = []
+    for row in personal_data.linked(conn, tenant, kind, digest, lock=True):
+        sealed, what, values = _stripped(runtime, row)
+        parked = personal_data.erase(conn, row.id, sealed, now, ERASED_REASON, values)
+        item = Erased(row.reference, row.form_id, what, parked)
+        detail = {"form": row.form_id, "payload": what, "deliveries_parked": parked}
+        audit.record(conn, actor, tenant, "subject.erase", row.reference, detail, at=now)
+        done.append(item)
     return done
 
 

@@ -246,3 +246,21 @@ webhook_deliveries = Table(
     UniqueConstraint("webhook_id", "message_id", name="uq_webhook_deliveries_webhook_message"),
     Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
 )
+
+resident_references = Table(
+    "resident_references",
+    metadata,
+    # one signed-in resident's references in the back offices (CRM contact id, council tax account,
+    # UPRN, planning applicant id), learned from what the back offices accepted or answered.
+    # `subject` is the keyed digest of the portal's `sub` (as in customer_links, kind "sub");
+    # `value` is sealed like payloads, since an account number is personal data
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("connector", String(64), nullable=False),
+    Column("submission_id", Id, ForeignKey("submissions.id", ondelete="SET NULL")),
+    Column("learned_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant", "subject", "kind", name="uq_resident_references_tenant_subject_kind"),
+)

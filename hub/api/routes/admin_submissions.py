@@ -18,7 +18,7 @@ from hub.api.problems import problem_responses
 from hub.api.routes.admin import StaffDep, _require, _scope
 from hub.config.files import Staff
 from hub.errors import Forbidden, NotFound, UnknownKey
-from hub.privacy.subjects import erase, export
+from hub.privacy.subjects import erase, erase_resident, export
 from hub.runtime import Runtime
 from hub.store import audit, personal_data
 
@@ -43,7 +43,16 @@ class SubjectRequest(BaseModel):
     tenant: str | None = Field(default=None, max_length=64, description="Only for staff who work for every tenant")
 
 
-def _tenant_for(runtime: Runtime, staff: Staff, body: SubjectRequest) -> str:
+class ResidentRequest(BaseModel):
+    """A signed-in resident, by the `sub` the portal's identity provider gave them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$", description="The resident's `sub`")
+    tenant: str | None = Field(default=None, max_length=64, description="Only for staff who work for every tenant")
+
+
+def _tenant_for(runtime: Runtime, staff: Staff, body: SubjectRequest | ResidentRequest) -> str:
     """The one tenant whose submissions the request reaches. (The address is checked by the
     schema's pattern, whose message does not repeat it.)"""
     if staff.tenant != "*":
@@ -128,5 +137,22 @@ async def subject_erase(body: SubjectRequest, runtime: RuntimeDep, staff: StaffD
         "submissions": [
             {"reference": e.reference, "form_id": e.form_id, "payload": e.payload, "deliveries_parked": e.deliveries_parked}
             for e in done
+        ],
+    }
+
+
+@router.post("/residents/erase", responses=problem_responses(400, 404, 422))
+async def resident_erase(body: ResidentRequest, runtime: RuntimeDep, staff: StaffDep) -> dict[str, Any]:
+    """Erase a signed-in resident: their submissions' personal data, their customer record and links."""
+    _require(staff, "admin")
+    tenant = _tenant_for(runtime, staff, body)
+    done = await run_in_threadpool(erase_resident, runtime, tenant, body.subject, f"staff:{staff.id}")
+    return {
+        "tenant": tenant,
+        "erased": len(done.submissions),
+        "references_removed": done.references_removed,
+        "submissions": [
+            {"reference": e.reference, "form_id": e.form_id, "payload": e.payload, "deliveries_parked": e.deliveries_parked}
+            for e in done.submissions
         ],
     }

@@ -6,6 +6,7 @@ answered at once with a reference; delivery to the back offices happens afterwar
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -17,7 +18,7 @@ from hub.api.body import is_json, media_type, parse_json, read_body, sha256
 from hub.api.deps import ClientDep, IntakeDep, RuntimeDep
 from hub.api.problems import problem_responses
 from hub.config.files import Client
-from hub.errors import NotFound, UnsupportedMediaType
+from hub.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from hub.intake.accept import Intake, Submission
 from hub.runtime import Runtime
 from hub.store import submissions as store
@@ -80,6 +81,9 @@ async def submit(
     client: ClientDep,
     version: int | None = Query(default=None, ge=1, description="Form version; the newest when omitted"),
     idempotency_key: str | None = Header(default=None, max_length=255, description="Repeat a POST safely"),
+    resident_subject: str | None = Header(
+        default=None, description="The signed-in resident's `sub` at the portal's identity provider: links the "
+        "submission to their account (GET /v1/residents/{subject}/...)"),
 ) -> JSONResponse:
     # the common case (no query, a short key) is answered by hub.api.fast_intake without this
     # function's dependency solving; both end in `accept_submission`
@@ -94,9 +98,27 @@ async def accept_submission(
     form = intake.form_for(client, form_id, version)
     if not is_json(media_type(request)):
         raise UnsupportedMediaType("Send the submission as JSON with Content-Type: application/json.")
+    resident = signed_in_resident(request)
     body = await read_body(request, intake.runtime.settings.max_body_bytes)
-    accepted = await intake.accept(Submission(client, form, parse_json(body), sha256(body), idempotency_key, "api"))
+    accepted = await intake.accept(Submission(client, form, parse_json(body), sha256(body), idempotency_key, "api", resident))
     return receipt(intake.runtime, accepted)
+
+
+RESIDENT_HEADER = "resident-subject"
+
+
+def signed_in_resident(request: Request) -> str | None:
+    """The portal's signed-in resident (`sub` of its identity provider), if it sent one: up to 255
+    visible ASCII characters, as OIDC issues them; anything else is a 422 naming the header."""
+    value = request.headers.get(RESIDENT_HEADER)
+    if value is None:
+        return None
+    if not re.fullmatch(r"[\x21-\x7e]{1,255}", value):
+        raise ValidationFailed("The Resident-Subject header is not valid.", errors=[{
+            "pointer": "/headers/resident-subject",
+            "detail": "Send the resident's subject from your identity provider: 1 to 255 visible ASCII characters.",
+        }])
+    return value
 
 
 def receipt(runtime: Runtime, accepted: store.Accepted) -> JSONResponse:

@@ -1,0 +1,1 @@
+"""One customer record: a signed-in resident's back-office references, pre-fill and "my requests"."""
