@@ -18,7 +18,7 @@ from hub.api.problems import problem_responses
 from hub.api.routes.admin import StaffDep, _require, _scope
 from hub.config.files import Staff
 from hub.errors import Forbidden, NotFound, UnknownKey
-from hub.privacy.subjects import erase, erase_resident, export
+from hub.privacy.subjects import Erased, erase, erase_resident, export
 from hub.runtime import Runtime
 from hub.store import audit, personal_data
 
@@ -131,14 +131,7 @@ async def subject_erase(body: SubjectRequest, runtime: RuntimeDep, staff: StaffD
     _require(staff, "admin")
     tenant = _tenant_for(runtime, staff, body)
     done = await run_in_threadpool(erase, runtime, tenant, body.email, f"staff:{staff.id}")
-    return {
-        "tenant": tenant,
-        "erased": len(done),
-        "submissions": [
-            {"reference": e.reference, "form_id": e.form_id, "payload": e.payload, "deliveries_parked": e.deliveries_parked}
-            for e in done
-        ],
-    }
+    return _erased(tenant, done)
 
 
 @router.post("/residents/erase", responses=problem_responses(400, 404, 422))
@@ -147,12 +140,16 @@ async def resident_erase(body: ResidentRequest, runtime: RuntimeDep, staff: Staf
     _require(staff, "admin")
     tenant = _tenant_for(runtime, staff, body)
     done = await run_in_threadpool(erase_resident, runtime, tenant, body.subject, f"staff:{staff.id}")
+    return {**_erased(tenant, done.submissions), "references_removed": done.references_removed}
+
+
+def _erased(tenant: str, done: list[Erased]) -> dict[str, Any]:
+    """The answer to an erase: the tenant, how many submissions, and what happened to each."""
     return {
         "tenant": tenant,
-        "erased": len(done.submissions),
-        "references_removed": done.references_removed,
+        "erased": len(done),
         "submissions": [
             {"reference": e.reference, "form_id": e.form_id, "payload": e.payload, "deliveries_parked": e.deliveries_parked}
-            for e in done.submissions
+            for e in done
         ],
     }
