@@ -24,7 +24,9 @@ def problems(settings: Settings, config: HubConfig | None = None) -> list[str]:
     """Everything that stops this process starting in production; empty in development."""
     if settings.environment != "production":
         return []
-    found: list[str] = []
+    found: list[str] = [
+        f"{name} is given both as {name} and as {name}_FILE: give it one way only" for name in settings.secrets_given_twice()
+    ]
     for name, value in (("HUB_ENCRYPTION_KEYS", settings.encryption_keys), ("HUB_INDEX_KEY", settings.index_key),
                         ("HUB_SESSION_KEY", settings.session_key)):
         if value is None or not value.get_secret_value().strip():

@@ -3,6 +3,9 @@
 Nothing else in the hub reads the environment: this is the one place. A `HUB_` variable that is
 not a setting is refused (a typo such as HUB_DATABSE_URL must not pass silently), in every
 environment; `hub.config.production` says what a production start refuses besides.
+
+Each secret (SECRET_SETTINGS) may instead be read from a file: HUB_<NAME>_FILE holds its path, as
+Kubernetes and compose mount secrets; the file's content is the value, trailing newline stripped.
 """
 
 from __future__ import annotations
@@ -23,8 +26,39 @@ REPO_ROOT = PACKAGE_ROOT
 ENV_PREFIX = "HUB_"
 
 
+# the settings that hold a secret (a password inside a URL counts): each also reads HUB_<NAME>_FILE
+SECRET_SETTINGS = (
+    "database_url", "broker_url", "encryption_keys", "index_key", "oidc_client_secret", "session_key",
+    "demo_api_key",
+)
+FILE_SUFFIX = "_FILE"
+
+
 class UnknownSetting(ValueError):
     """A HUB_ variable in the environment that names no setting."""
+
+
+def file_variable(name: str) -> str:
+    """The environment variable naming the file a secret setting is read from: HUB_<NAME>_FILE."""
+    return f"{ENV_PREFIX}{name}{FILE_SUFFIX}".upper()
+
+
+def _secret_files(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with each secret given as HUB_<NAME>_FILE read from its file. An unreadable file is an
+    error naming the variable and the path (never the content)."""
+    environ = {name.upper(): value for name, value in os.environ.items()}
+    for name in SECRET_SETTINGS:
+        path = environ.get(file_variable(name))
+        if path is None:
+            continue
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ValueError(f"{file_variable(name)}: cannot read the secret file {path}: {reason}") from None
+        # given both ways, the file wins; production refuses the pair (secrets_given_twice)
+        data[name] = content.rstrip("\r\n")
+    return data
 
 
 class Settings(BaseSettings):
@@ -104,6 +138,7 @@ class Settings(BaseSettings):
     @classmethod
     def _no_unknown_variables(cls, data: Any) -> Any:
         known = {f"{ENV_PREFIX}{name}".upper() for name in cls.model_fields}
+        known |= {file_variable(name) for name in SECRET_SETTINGS}
         unknown = sorted(name for name in os.environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
         if unknown:
             hints = []
@@ -114,13 +149,21 @@ class Settings(BaseSettings):
                 f"unknown setting(s) in the environment: {', '.join(hints)}. Every HUB_ variable must be a setting "
                 "of the hub (README: settings); remove or rename it."
             )
-        return data
+        return _secret_files(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _database_in_data_dir(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'hub.db'}"
         return self
+
+
+    def secrets_given_twice(self) -> list[str]:
+        """The secret settings given both as HUB_<NAME> and as HUB_<NAME>_FILE (production refuses
+        them: which of the two is meant cannot be told)."""
+        environ = {name.upper() for name in os.environ}
+        return [f"{ENV_PREFIX}{name}".upper() for name in SECRET_SETTINGS
+                if f"{ENV_PREFIX}{name}".upper() in environ and file_variable(name) in environ]
 
 
 def load_settings() -> Settings:
