@@ -81,13 +81,23 @@ def _document_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _instance(request: Request) -> str:
+    """The path the problem is about; where the path names a resident (the portal's `sub`), the
+    route's template instead, so the subject is not echoed into the portal's own logs."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    if isinstance(template, str) and "{subject}" in template:
+        return template
+    return request.url.path
+
+
 def problem_response(request: Request, problem: RequestError) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"/problems/{problem.kind}",
         "title": problem.title,
         "status": problem.status,
         "detail": problem.detail,
-        "instance": request.url.path,
+        "instance": _instance(request),
         **problem.extra,
     }
     if problem.errors is not None:

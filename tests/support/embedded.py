@@ -43,6 +43,8 @@ class EmbeddedHub:
     staff_token: str
     westvale_staff_token: str
     relay: Relay
+    # the ASGI app itself, for tests that look at its state (caches)
+    app: Any = None
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,9 +80,11 @@ def embedded_hub(
     circuit: CircuitPolicy | None = None,
     env: Mapping[str, str] | None = None,
     config_dir: Path | None = None,
+    database_url: str | None = None,
 ) -> Iterator[EmbeddedHub]:
     """`env` adds to (or overrides) the environment the configuration is read with: endpoints
-    and credentials of further simulators a test starts. `config_dir` replaces config/."""
+    and credentials of further simulators a test starts. `config_dir` replaces config/;
+    `database_url` a fresh database (a real PostgreSQL one) instead of SQLite."""
     crm, garden = CrmState(token="crm-token-" + secrets.token_hex(4)), CrmState(token="gw-token-" + secrets.token_hex(4))
     crm_server, garden_server = ServerThread(create_crm(crm)).start(), ServerThread(create_crm(garden)).start()
     key, westvale_key = "demo-key-" + secrets.token_hex(8), "westvale-key-" + secrets.token_hex(8)
@@ -98,7 +102,7 @@ def embedded_hub(
     }
     # each test gets its own in-process broker namespace, so no message leaks between tests
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        database_url=database_url or f"sqlite:///{tmp_path / 'hub.db'}",
         broker_url="memory://",
         queue_prefix=f"t{secrets.token_hex(4)}.",
         exchange=f"t{secrets.token_hex(4)}.deliveries",
@@ -112,12 +116,13 @@ def embedded_hub(
     runtime = Runtime.build(settings, env, config=config)
     upgrade(runtime.engine)
     relay = Relay(runtime)
-    api = ServerThread(create_app(runtime, relay)).start()
+    app = create_app(runtime, relay)
+    api = ServerThread(app).start()
     stop = threading.Event()
     worker = Worker(runtime, concurrency=4)
     thread = threading.Thread(target=worker.run, args=(stop, 2.0), daemon=True)
     thread.start()
-    hub = EmbeddedHub(api.url, runtime, crm, garden, key, westvale_key, staff_token, westvale_staff_token, relay)
+    hub = EmbeddedHub(api.url, runtime, crm, garden, key, westvale_key, staff_token, westvale_staff_token, relay, app)
     try:
         yield hub
     finally:
