@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jmespath
+from jmespath.exceptions import JMESPathError
 
 from connectors.base import Connector
 from hub.errors import DeliveryError
@@ -89,7 +90,12 @@ class Prefiller:
                 else:
                     answers[name] = answer
             if name in answers:
-                value = jmespath.search(lookup.fields[item.field or ""], answers[name])
+                try:
+                    value = jmespath.search(lookup.fields[item.field or ""], answers[name])
+                except JMESPathError:
+                    # the answer lacks what the expression needs (no premises for the UPRN, a null
+                    # part of an address): this field is not filled, the others still are
+                    value = None
                 if value not in (None, "") and not isinstance(value, (dict, list)):
                     fields.append({"pointer": item.pointer, "value": value if isinstance(value, (int, float, bool)) else str(value),
                                    "source": {"type": "lookup", "lookup": name, "connector": lookup.connector}})

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from hub.logs import configure
-from hub.residents.config import LearnRule, ResidentConfig
+from hub.residents.config import LearnRule, Lookup, PrefillField, ResidentConfig, load_resident_config
+from hub.residents.prefill import Prefiller
 from hub.residents.record import learn, resident_digest
 from hub.store import residents as store
 from hub.store.tables import customer_links, resident_references, submissions
@@ -163,3 +164,44 @@ def test_learn_records_reply_fields_for_the_resident_who_made_the_submission(por
     assert {k: v["value"] for k, v in record.items()} == {"council_tax_account": "CT-4410021", "crm_contact_id": "C-77"}
     # kept sealed, like payloads
     assert not any("CT-4410021" in value for value in stored)
+
+
+class _Gazetteer:
+    """A waste system whose premises lookup answers what the test says."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def lookup(self, operation: str, arguments: dict[str, object]) -> object:
+        return self.answer
+
+
+@pytest.mark.parametrize(("address", "line1"), [
+    ({"Address2": None, "Street": "Kiln Lane", "Town": "Eastmoor", "PostCode": "EM1 4QT"}, "Kiln Lane"),
+    ({"Address2": "Flat 2", "Street": "Kiln Lane", "Town": "Eastmoor", "PostCode": "EM1 4QT"}, "Flat 2 Kiln Lane"),
+])
+def test_a_premises_without_part_of_its_address_still_fills_what_it_has(address: dict[str, object], line1: str) -> None:
+    # the shipped lookup once failed the whole pre-fill (a 500) when a premises had no house name
+    config = load_resident_config(Path(__file__).resolve().parents[2] / "config")
+    filler = Prefiller(config, lambda name: _Gazetteer({"Premises": [{"Address": address}]}))  # type: ignore[arg-type,return-value]
+    record = {"uprn": {"value": "100012345678", "connector": "waste"}}
+    filled = filler.fill("eastmoor", "digest", "missed-bin-collection", record)
+    assert {field["pointer"]: field["value"] for field in filled.fields} == {
+        "/address/line1": line1, "/address/town": "Eastmoor", "/address/postcode": "EM1 4QT"}
+    assert filled.unavailable == []
+
+
+def test_an_answer_an_expression_cannot_read_leaves_out_only_that_field() -> None:
+    config = ResidentConfig(
+        lookups={"premises": Lookup(connector="waste", operation="Premises_Get", needs="uprn", argument="UPRN",
+                                    fields={"town": "Premises[0].Address.Town", "parts": "join(', ', Premises[0].Address.Town)"})},
+        forms={"missed-bin-collection": (
+            PrefillField(pointer="/address/town", lookup="premises", field="town"),
+            PrefillField(pointer="/address/line1", lookup="premises", field="parts"),
+        )},
+    )
+    filler = Prefiller(config, lambda name: _Gazetteer({"Premises": [{"Address": {"Town": "Eastmoor"}}]}))  # type: ignore[arg-type,return-value]
+    filled = filler.fill("eastmoor", "digest", "missed-bin-collection", {"uprn": {"value": "1", "connector": "waste"}})
+    assert [field["pointer"] for field in filled.fields] == ["/address/town"]
+    nothing = Prefiller(config, lambda name: _Gazetteer({"Premises": []}))  # type: ignore[arg-type,return-value]
+    assert nothing.fill("eastmoor", "digest", "missed-bin-collection", {"uprn": {"value": "1", "connector": "waste"}}).fields == []
