@@ -5,8 +5,8 @@
 #   make lock                                   keeps every pin it can, adds what is new
 #   make lock LOCK_ARGS="--upgrade-package fastapi"   moves one package (and what it needs)
 #   make lock LOCK_ARGS=--upgrade                moves everything to the newest allowed
-# runtime.txt comes first; test.txt and bench.txt are constrained by it, so a package both use is
-# pinned to the same version in all of them.
+# runtime.txt comes first, test.txt is constrained by it and bench.txt by test.txt, so a package
+# several of them use is pinned to the same version in all of them.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,6 +36,6 @@ compile() {
 # the image installs runtime.txt with --only-binary=:all:, so every pin there must have a wheel
 compile requirements/runtime.txt pyproject.toml --only-binary :all:
 compile requirements/test.txt pyproject.toml --extra test -c requirements/runtime.txt
-compile requirements/bench.txt pyproject.toml --extra bench -c requirements/runtime.txt
+compile requirements/bench.txt pyproject.toml --extra bench -c requirements/test.txt
 compile requirements/tools.txt requirements/tools.in --only-binary :all:
 compile requirements/pip.txt requirements/pip.in --only-binary :all:
