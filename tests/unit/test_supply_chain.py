@@ -149,6 +149,35 @@ def test_the_installed_environment_is_what_the_lock_pins() -> None:
     assert differ == {}, "run `make install-test` after `make lock`"
 
 
+def needed(declared: list[str]) -> set[str]:
+    """Every distribution the declared dependencies need on Python 3.11 linux x86_64, following
+    the installed metadata (the venv came from the locks), extras included."""
+    environment = {**default_environment(), "python_version": "3.11", "python_full_version": "3.11.0",
+                   "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64"}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    stack = [Requirement(line) for line in declared]
+    while stack:
+        requirement = stack.pop()
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        for line in metadata.requires(requirement.name) or []:
+            brought = Requirement(line)
+            extras = requirement.extras or {""}
+            if brought.marker is None or any(brought.marker.evaluate({**environment, "extra": extra}) for extra in extras):
+                stack.append(brought)
+    return {name for name, _ in seen}
+
+
+@pytest.mark.parametrize("extra", [None, "test"])
+def test_a_lock_holds_exactly_what_pyproject_needs_and_no_stale_pin(extra: str | None) -> None:
+    declared = pyproject()
+    wanted = needed(declared[""] + (declared[extra] if extra else []))
+    pinned = set(lock(LOCK_OF[extra]))
+    assert (sorted(wanted - pinned), sorted(pinned - wanted)) == ([], []), "(missing, stale): run `make lock`"
+
+
 def test_the_check_finds_a_lock_that_disagrees_with_pyproject() -> None:
     hashed = " \\\n    --hash=sha256:" + "ab" * 32
     pins, problems = parse_lock(f"fastapi==0.100.0{hashed}\nkombu==5.4.0\nhttpx>=0.27{hashed}\n")
