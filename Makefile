@@ -6,18 +6,22 @@ DEMO_ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test test-future install install-test servers image-tools image lint typecheck bench clean govuk-frontend
+.PHONY: demo test test-future install install-test servers image-tools image lint typecheck bench clean govuk-frontend lock audit
 
-$(BIN)/hub: pyproject.toml setup.py
+# Every dependency comes from a lock file in requirements/ with its sha256 (pip refuses anything
+# else), then the hub itself with --no-deps; the stamps re-run when a lock file changes.
+# `make lock` regenerates the lock files (docs/deploy.md "Supply chain").
+$(BIN)/hub: pyproject.toml setup.py requirements/pip.txt requirements/runtime.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --require-hashes -r requirements/pip.txt
+	$(BIN)/pip install -q --require-hashes -r requirements/runtime.txt
+	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
 install: $(BIN)/hub
 
-$(VENV)/.test-deps: $(BIN)/hub
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.test-deps: $(BIN)/hub requirements/test.txt
+	$(BIN)/pip install -q --require-hashes -r requirements/test.txt
 	@touch $@
 
 install-test: $(VENV)/.test-deps
@@ -52,7 +56,7 @@ lint: install-test
 # The benchmark of issue 6 (bench/README.md): the hub vs a Celery peer vs the broker's ceiling.
 # `make bench BENCH_ARGS=--quick` is a smoke run of a few minutes; results in bench/results/.
 bench: install servers
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q --require-hashes -r requirements/bench.txt
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 typecheck: install-test
@@ -62,5 +66,22 @@ typecheck: install-test
 govuk-frontend:
 	bash scripts/govuk-frontend.sh
 
+# the supply chain's own tools (uv, pip-audit, cyclonedx-bom) in a venv of their own, from their lock
+TOOLS := $(VENV)/tools
+$(TOOLS)/.stamp: requirements/pip.txt requirements/tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --require-hashes -r requirements/pip.txt
+	$(TOOLS)/bin/pip install -q --require-hashes -r requirements/tools.txt
+	@touch $@
+
+# requirements/*.txt from pyproject.toml and requirements/*.in; LOCK_ARGS="--upgrade-package X" moves one
+lock: $(TOOLS)/.stamp
+	UV=$(TOOLS)/bin/uv bash scripts/lock.sh
+
+# pip-audit of the runtime lock; prints "skipped: <reason>" and passes where no vulnerability
+# database answers (scripts/audit.py), fails on any finding otherwise
+audit: $(TOOLS)/.stamp
+	$(TOOLS)/bin/python scripts/audit.py requirements/runtime.txt
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache build

@@ -3,6 +3,8 @@
 # With no container registry in reach, the base is made here from Debian packages: mmdebstrap
 # writes a minimal bookworm with python3 and `podman import` turns it into
 # localhost/debian-python:bookworm, once (kept while `podman image exists` says so).
+# Dependencies come from requirements/runtime.txt with their hashes; the image's CycloneDX bill
+# of materials is copied to build/sbom.cdx.json (SBOM=... to put it elsewhere).
 #   IMAGE=council-hub:dev  BASE_IMAGE=localhost/debian-python:bookworm  (override either)
 #   BASE_IMAGE=python:3.11-slim bash scripts/build-image.sh   where a registry is reachable
 set -euo pipefail
@@ -57,5 +59,11 @@ say "building $IMAGE from $BASE_IMAGE"
 start=$(date +%s)
 "${PODMAN[@]}" build "${RUN_OPTS[@]}" --pull=never "${BUILD_OPTS[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     -f deploy/Containerfile -t "$IMAGE" .
+# the CycloneDX bill of materials the build wrote into the image (/opt/hub/sbom.cdx.json), next to it
+SBOM="${SBOM:-build/sbom.cdx.json}"
+mkdir -p "$(dirname "$SBOM")"
+"${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" --entrypoint cat "$IMAGE" /opt/hub/sbom.cdx.json > "$SBOM.tmp"
+mv "$SBOM.tmp" "$SBOM"
+say "bill of materials: $SBOM ($(grep -c '"bom-ref"' "$SBOM") entries, CycloneDX)"
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
 say "built $IMAGE in $(( $(date +%s) - start )) s, $(( size / 1000000 )) MB"

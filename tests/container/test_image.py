@@ -8,12 +8,14 @@ Outside CI a machine without podman skips these tests; in CI they fail.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +30,8 @@ from tests.support.servers import PostgresServer, RabbitMQServer, free_port
 
 pytestmark = pytest.mark.container
 
-IMAGE = "council-hub:dev"
+# HUB_TEST_IMAGE names another tag, so parallel checkouts on one machine do not overwrite each other's
+IMAGE = os.environ.get("HUB_TEST_IMAGE", "council-hub:dev")
 RUNC = "/usr/sbin/runc"
 # crun fails on these machines; podman's default ulimits exceed some sandboxes' hard limits
 PODMAN = ["podman", "--runtime", RUNC]
@@ -41,7 +44,8 @@ def image() -> str:
     if shutil.which("podman") is None or not Path(RUNC).exists():
         unavailable("needs podman and runc (`make image-tools` installs them)")
     started = time.monotonic()
-    done = subprocess.run(["bash", "scripts/build-image.sh"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(["bash", "scripts/build-image.sh"], cwd=REPO, capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "IMAGE": IMAGE})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     print(f"\nimage: {done.stdout.strip().splitlines()[-1]} ({time.monotonic() - started:.0f} s with the base)")
     return IMAGE
@@ -155,3 +159,30 @@ def test_the_demo_runs_inside_the_image_and_delivers_every_sample(image: str) ->
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "NOT ALL DELIVERED" not in done.stdout
     assert "delivered" in done.stdout
+
+
+def test_the_image_carries_a_bill_of_materials_of_exactly_the_locked_dependencies(image: str) -> None:
+    """The CycloneDX SBOM the build wrote (/opt/hub/sbom.cdx.json, copied to build/sbom.cdx.json by
+    scripts/build-image.sh) names the hub and every runtime dependency at the version
+    requirements/runtime.txt pins, and nothing the lock does not."""
+    from packaging.utils import canonicalize_name
+
+    from tests.unit.test_supply_chain import lock
+
+    inside = subprocess.run([*RUN, "--entrypoint", "cat", image, "/opt/hub/sbom.cdx.json"], capture_output=True, text=True, timeout=120)
+    assert inside.returncode == 0, inside.stderr
+    bom = json.loads(inside.stdout)
+    assert json.loads((REPO / "build" / "sbom.cdx.json").read_text()) == bom
+    assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"].startswith("1.")
+    listed = {canonicalize_name(component["name"]): component for component in bom["components"]}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert listed["council-connector-hub"]["version"] == project["version"]
+    pins = lock("runtime.txt")
+    for name in ("fastapi", "uvicorn", "sqlalchemy", "kombu", "cryptography"):
+        assert listed[name]["version"] == str(pins[name].version), name
+        assert listed[name]["purl"] == f"pkg:pypi/{name}@{pins[name].version}"
+    differ = {name: (component["version"], str(pins[name].version) if name in pins else None)
+              for name, component in listed.items()
+              if name != "council-connector-hub" and (name not in pins or component["version"] != str(pins[name].version))}
+    assert differ == {}, "the image holds a package at a version the lock does not pin"
+    assert set(pins) - set(listed) <= {"pip"}
