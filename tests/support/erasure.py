@@ -251,7 +251,8 @@ def peek_all(broker_url: str, queues: list[str]) -> list[Peeked]:
             channel = conn.channel()
             try:
                 while (message := channel.basic_get(name, no_ack=False)) is not None:
-                    found.append(Peeked(name, bytes(message.body), dict(message.headers or {})))
+                    body = message.body.encode() if isinstance(message.body, str) else bytes(message.body)
+                    found.append(Peeked(name, body, dict(message.headers or {})))
             finally:
                 channel.close()
     return found
