@@ -20,6 +20,7 @@ a delivery error is one delivery outcome, and the rest stop a process or a comma
     │   ├── IdempotencyConflict     409 idempotency-conflict  (`reference`: the first submission)
     │   ├── Conflict                409 conflict
     │   ├── TooManyWebhooks         409 too-many-webhooks
+    │   ├── Erased                  409 erased  (the resident's data was erased: nothing of it is sent again)
     │   ├── BodyTooLarge            413 body-too-large
     │   ├── UnsupportedMediaType    415 unsupported-media-type
     │   ├── ValidationFailed        422 validation-failed  (`errors`: every failing field's pointer)
@@ -165,6 +166,13 @@ class TooManyWebhooks(RequestError):
     kind = "too-many-webhooks"
     title = "Too many webhooks"
     meaning = "A client may register 10 webhooks; delete one first."
+
+
+class Erased(RequestError):
+    status = 409
+    kind = "erased"
+    title = "Erased at the resident's request"
+    meaning = "The resident's personal data was erased; the hub sends nothing of that submission again."
 
 
 class BodyTooLarge(RequestError):

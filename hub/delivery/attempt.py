@@ -25,6 +25,7 @@ from hub.delivery.retry import decide
 from hub.delivery.webhook_sender import OutcomeEvents
 from hub.errors import ConfigError, DeliveryError, MappingError, PermanentError, TransientError
 from hub.logs import get_logger, personal_data, scrubbed
+from hub.privacy.copies import ERASED_REASON, quoted_forms
 from hub.runtime import Runtime
 from hub.store import circuits, deliveries
 from hub.store.db import KeptConnection
@@ -115,12 +116,15 @@ class DeliveryHandler:
             return self.settle(None, Skipped("unknown"))
         if not job.is_open:
             return self.settle(job, Skipped(f"already-{job.state}"))  # a redelivered message for a finished delivery
+        if job.erased_at is not None:  # reopened after an erasure (a restore, a hand edit): what is left is not sent
+            return self.settle(job, Park(datetime.now(UTC), ERASED_REASON, "permanent"))
         try:
             payload = self.runtime.sealer.open(job.payload) if job.payload is not None else None
         except ConfigError as error:  # sealed with a key no longer listed: a retry cannot help
             return self.settle(job, Park(datetime.now(UTC), str(error), "permanent"))
         form = self.runtime.forms.get(job.form_id, job.form_version)
-        pii = form.pii_values(payload) if form is not None and payload is not None else []
+        # as typed and as a back office's JSON error would quote them, for the stored reason and the logs
+        pii = quoted_forms(form.pii_values(payload)) if form is not None and payload is not None else []
         with personal_data(pii), structlog.contextvars.bound_contextvars(
             reference=job.reference, delivery_id=job.delivery_id, connector=job.connector
         ):
@@ -133,6 +137,8 @@ class DeliveryHandler:
             return self.settle(job, Skipped("already-finished"))
         limit = self.runtime.settings.delivery_limit
         reason = f"workers stopped more than {limit} times while handling this delivery (broker delivery limit)"
+        if job.erased_at is not None:
+            reason = ERASED_REASON
         return self.settle(job, Park(datetime.now(UTC), reason, "permanent"))
 
     def _gate(self, job: deliveries.DeliveryJob) -> DeferUntil | None:

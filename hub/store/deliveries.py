@@ -35,6 +35,8 @@ class DeliveryJob:
     # sealed (hub.privacy.sealing); None once retention or an erasure removed it
     payload: str | None
     received_at: datetime
+    # the resident's data was erased: nothing of this submission may be sent any more
+    erased_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -88,6 +90,7 @@ def _job_query() -> Any:
         submissions.c.form_version,
         submissions.c.payload,
         submissions.c.received_at,
+        submissions.c.erased_at,
     ).join(submissions, submissions.c.id == deliveries.c.submission_id)
 
 
@@ -154,7 +157,7 @@ def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, ext
 # psycopg's own statements (its %(name)s parameters), in DeliveryJob's field order
 _LOAD = """
     SELECT d.id AS delivery_id, d.connector, d.state, d.attempts, d.attempts_base, d.next_attempt_at,
-           s.reference, s.tenant, s.client_id, s.form_id, s.form_version, s.payload, s.received_at
+           s.reference, s.tenant, s.client_id, s.form_id, s.form_version, s.payload, s.received_at, s.erased_at
     FROM deliveries d JOIN submissions s ON s.id = d.submission_id
     WHERE d.id = ANY(%(ids)s)
     """

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, exists, func, insert, select, update
 
 from hub.errors import UnknownKey
+from hub.privacy.copies import quoted_forms
 from hub.privacy.sealing import Sealer
 from hub.store.submissions import delivery_view
 from hub.store.tables import OPEN_STATES, attempts, customer_links, deliveries, outbox, status_events, submissions, webhooks
@@ -233,23 +234,26 @@ def erase(
     conn: Connection, submission_id: int, sealed_payload: str | None, now: datetime, reason: str, values: Sequence[str] = ()
 ) -> int:
     """Replaces the payload with what is left after removing personal data, forgets the links and
-    messages, blanks `values` (the removed answers) where delivery errors quoted them, and parks
-    every delivery still open (so nothing half-erased is sent). Returns how many were parked."""
+    messages, blanks `values` (the removed answers, in every quoted form) where delivery errors
+    quoted them, parks every delivery still open (so nothing half-erased is sent) and gives every
+    parked one `reason` in place of its last error, and drops their outbox rows. Broker messages
+    carry delivery ids only; the worker skips (or parks as erased) whatever they name. Returns how
+    many deliveries were open."""
     conn.execute(update(submissions).where(submissions.c.id == submission_id).values(payload=sealed_payload, erased_at=now))
     _forget(conn, [submission_id])
     _scrub_errors(conn, submission_id, values)
-    open_ids = list(
-        conn.execute(
-            select(deliveries.c.id).where(deliveries.c.submission_id == submission_id, deliveries.c.state.in_(OPEN_STATES))
-        ).scalars()
-    )
+    mine = deliveries.c.submission_id == submission_id
+    open_ids = list(conn.execute(select(deliveries.c.id).where(mine, deliveries.c.state.in_(OPEN_STATES))).scalars())
     if open_ids:
         conn.execute(
             update(deliveries)
             .where(deliveries.c.id.in_(open_ids), deliveries.c.state.in_(OPEN_STATES))
             .values(state="parked", last_error=reason, next_attempt_at=None, updated_at=now)
         )
-        conn.execute(delete(outbox).where(outbox.c.delivery_id.in_(open_ids)))
+    # parked before: its last error (a back office's words) may quote the resident in a form no
+    # scrub knows, and the reason is what a replay or a reader must see from now on
+    conn.execute(update(deliveries).where(mine, deliveries.c.state == "parked").values(last_error=reason))
+    conn.execute(delete(outbox).where(outbox.c.delivery_id.in_(select(deliveries.c.id).where(mine))))
     return len(open_ids)
 
 
@@ -257,9 +261,9 @@ REDACTED = "[erased]"
 
 
 def _scrub_errors(conn: Connection, submission_id: int, values: Sequence[str]) -> None:
-    """A back office's or a mapping's error may quote an answer (a date, an address it refused)."""
-    # longest first, so a value holding another is blanked whole; very short ones would ruin the text
-    wanted = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+    """A back office's or a mapping's error may quote an answer (a date, an address it refused),
+    as typed or JSON-escaped."""
+    wanted = quoted_forms(values)
     if not wanted:
         return
     mine = select(deliveries.c.id).where(deliveries.c.submission_id == submission_id)

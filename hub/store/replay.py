@@ -1,7 +1,8 @@
 """Parked deliveries, found by filter, and replayed: back to pending with a fresh retry budget.
 
 The worker maps from the original payload again, so a mapping fixed since the delivery
-parked takes effect. Every replay is written to the audit log: who, when, which delivery.
+parked takes effect. Every replay is written to the audit log: who, when, which delivery. A
+delivery whose submission was erased at the resident's request is never replayed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class ParkedFilter:
     limit: int = 10_000
 
 
-def _query(flt: ParkedFilter) -> Select[Any]:
+def _query(flt: ParkedFilter, replayable: bool = False) -> Select[Any]:
+    """The parked deliveries the filter selects; `replayable`, only those not erased."""
     query = (
         select(
             deliveries.c.id,
@@ -53,6 +55,8 @@ def _query(flt: ParkedFilter) -> Select[Any]:
         query = query.where(deliveries.c.last_error.contains(flt.reason_contains, autoescape=True))
     if flt.tenant is not None:
         query = query.where(deliveries.c.tenant == flt.tenant)
+    if replayable:
+        query = query.where(submissions.c.erased_at.is_(None))
     return query
 
 
@@ -74,12 +78,15 @@ def find_parked(engine: Engine, flt: ParkedFilter) -> list[dict[str, Any]]:
 
 
 def replay(engine: Engine, flt: ParkedFilter, actor: str, dry_run: bool = False) -> list[dict[str, Any]]:
-    """Re-queues the parked deliveries the filter selects; with dry_run, only says which."""
+    """Re-queues the parked deliveries the filter selects, leaving out those erased at the
+    resident's request; with dry_run, only says which."""
     if dry_run:
-        return find_parked(engine, flt)
+        with engine.connect() as conn:
+            return [_as_dict(r) for r in conn.execute(_query(flt, replayable=True)).all()]
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        rows = conn.execute(_query(flt).with_for_update(of=deliveries)).all()
+        # the submission is locked too, so an erasure cannot slip in between this and the commit
+        rows = conn.execute(_query(flt, replayable=True).with_for_update(of=(deliveries, submissions))).all()
         chosen = [_as_dict(r) for r in rows]
         for item in chosen:
             conn.execute(
@@ -88,15 +95,24 @@ def replay(engine: Engine, flt: ParkedFilter, actor: str, dry_run: bool = False)
                 .values(state="pending", attempts_base=deliveries.c.attempts, next_attempt_at=None, updated_at=now)
             )
             conn.execute(insert(outbox).values(delivery_id=item["delivery_id"], connector=item["connector"], available_at=now))
+            # not the last error: the audit log is append-only, and a back office's words may quote
+            # the resident where no later erasure could blank them
             audit.record(
                 conn,
                 actor,
                 item["tenant"],
                 "replay",
                 f"delivery:{item['delivery_id']}",
-                {"reference": item["reference"], "connector": item["connector"], "last_error": item["last_error"]},
+                {"reference": item["reference"], "connector": item["connector"], "attempts": item["attempts"]},
             )
     return chosen
+
+
+def erased_among(engine: Engine, flt: ParkedFilter) -> list[int]:
+    """The parked deliveries the filter selects whose submission was erased (so replay left them)."""
+    query = _query(flt).where(submissions.c.erased_at.is_not(None))
+    with engine.connect() as conn:
+        return [int(r.id) for r in conn.execute(query).all()]
 
 
 def audit_entries(engine: Engine, action: str | None = None, tenant: str | None = None) -> list[dict[str, Any]]:

@@ -31,10 +31,10 @@ from hub.api.deps import (
 from hub.api.problems import problem_responses
 from hub.auth import sessions
 from hub.config.files import ConnectorConfig, Role, Staff
-from hub.errors import Forbidden, NotFound, SessionError, SessionExpired, Unauthorized
+from hub.errors import Erased, Forbidden, NotFound, SessionError, SessionExpired, Unauthorized
 from hub.runtime import Runtime
 from hub.store import audit, circuits
-from hub.store.replay import ParkedFilter, counts_by_connector, find_parked, replay
+from hub.store.replay import ParkedFilter, counts_by_connector, erased_among, find_parked, replay
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 422, 429, 503))
 _bearer = HTTPBearer(auto_error=False, scheme_name="StaffToken", description="A member of staff's token")
@@ -213,12 +213,16 @@ async def parked_deliveries(
     return await run_in_threadpool(find_parked, runtime.engine, flt)
 
 
-@router.post("/deliveries/{delivery_id}/replay", responses=problem_responses(404))
+@router.post("/deliveries/{delivery_id}/replay", responses=problem_responses(404, 409))
 async def replay_one(delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runtime: RuntimeDep, relay: RelayDep, staff: StaffDep) -> dict[str, Any]:
-    """Re-queue one parked delivery; it is mapped again from the original payload."""
+    """Re-queue one parked delivery; it is mapped again from the original payload. One whose
+    submission was erased at the resident's request is refused (409)."""
     _require(staff, "operator")
     flt = ParkedFilter(ids=(delivery_id,), tenant=_scope(staff))
     done = await run_in_threadpool(replay, runtime.engine, flt, f"staff:{staff.id}")
+    erased: list[int] = [] if done else await run_in_threadpool(erased_among, runtime.engine, flt)
+    if erased:
+        raise Erased(f"Delivery {delivery_id} was erased at the resident's request; it cannot be replayed.")
     if not done:
         raise NotFound(f"No parked delivery {delivery_id} for this member of staff.")
     if relay is not None:
