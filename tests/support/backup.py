@@ -78,9 +78,9 @@ def query(server: PostgresServer, dbname: str, sql: str, params: dict[str, Any] 
         return list(cursor.fetchall()) if cursor.description else []
 
 
-def stop_hub(stack: HubProcesses) -> None:
-    """Stops every hub process with SIGTERM, as `compose stop` does: the api finishes its requests,
-    the workers the deliveries in hand."""
+def stop_hub(stack: HubProcesses, sig: int = signal.SIGTERM) -> None:
+    """Stops every hub process: SIGTERM as `compose stop` does (the api finishes its requests, the
+    workers the deliveries in hand), or SIGKILL as a crash does."""
     for name in list(stack._procs):
-        stack.kill(name, signal.SIGTERM)
+        stack.kill(name, sig)
     stack.api_urls.clear()
