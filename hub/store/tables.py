@@ -154,9 +154,16 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("target", String(255), nullable=False),
     Column("detail", Json),
+    # the hash chain (hub/store/audit.py, checked by `hub audit verify`): the previous entry's
+    # entry_hash (64 zeros for the first), and the SHA-256 of this entry's canonical form
+    Column("prev_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
     Index("ix_audit_log_at", "at"),
+    # one successor per entry: an append that skipped the lock fails instead of forking the chain
+    UniqueConstraint("prev_hash", name="uq_audit_log_prev_hash"),
 )
 # audit_log is append-only: migration 0003 adds triggers that refuse UPDATE and DELETE
+# (0005_audit_chain re-creates them after filling the chain for entries already there)
 
 customer_links = Table(
     "customer_links",
