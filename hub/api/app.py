@@ -6,6 +6,7 @@ demo and `hub api` all assemble the same app. On start it audits a changed confi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -75,6 +76,8 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     )
     app.state.runtime = runtime
     app.state.relay = relay
+    # set when `hub api` is told to stop (hub.api.shutdown): /readyz answers 503 from then on
+    app.state.draining = threading.Event()
     app.state.intake = Intake(runtime, relay)
     app.state.clients = ClientCache(runtime.engine, runtime.settings.client_cache_seconds)
     app.state.limits = RateLimits(runtime.settings, runtime.config)
@@ -132,6 +135,8 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
         # and their outbox rows, and the relay sends them when it is back. Taking every api pod
         # out of service then would turn residents away for nothing (docs/deploy.md, runbook).
         ready = all(ok for name, ok in checks.items() if name != "broker")
+        if app.state.draining.is_set():
+            return JSONResponse({"ready": False, "checks": checks, "draining": True}, status_code=503)
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)

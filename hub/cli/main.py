@@ -73,11 +73,12 @@ def api(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     relay: Annotated[bool, typer.Option(help="Run the outbox relay in this process")] = True,
+    drain: Annotated[float, typer.Option(min=0, help="Seconds to keep serving after SIGTERM with /readyz at 503 and connections closing")] = 0.0,
+    grace: Annotated[int, typer.Option(min=1, help="Seconds then to finish the requests in flight")] = 15,
 ) -> None:
     """Serve HTTP intake and status, with the outbox relay beside it."""
-    import uvicorn
-
     from hub.api.app import create_app
+    from hub.api.shutdown import serve
     from hub.logs import add_secrets, configure
     from hub.relay.outbox_relay import Relay
     from hub.runtime import Runtime
@@ -90,7 +91,7 @@ def api(
         _refuse(exc)
     add_secrets(_secret_values(settings))
     the_relay = Relay(runtime) if relay else None
-    uvicorn.run(create_app(runtime, the_relay), host=host, port=port, log_config=None, access_log=False)
+    serve(create_app(runtime, the_relay), host, port, drain_seconds=drain, grace_seconds=grace)
 
 
 @app.command()

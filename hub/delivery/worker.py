@@ -133,13 +133,17 @@ class Worker:
                         pass
             # graceful stop: consumers are cancelled; let in-flight deliveries finish and settle them
             self.consuming = False
+            log.info("worker_stopping", in_flight=self._in_flight, grace_seconds=grace_seconds)
             deadline = time.monotonic() + grace_seconds
             while self._in_flight and time.monotonic() < deadline:
                 self.last_beat = time.monotonic()
                 self._settle(producer, wait=0.1)
             self._settle(producer)
             if self._in_flight:
+                # their messages are not acknowledged: closing the connection returns them to the queue
                 log.warning("worker_stopped_with_deliveries_in_flight", count=self._in_flight)
+            else:
+                log.info("worker_stopped_with_nothing_in_flight")
 
     def _on_message(self, pool: ThreadPoolExecutor, connector: str, kind: QueueKind) -> Callable[[Any, Message], None]:
         def on_message(body: Any, message: Message) -> None:

@@ -88,9 +88,10 @@ class HubProcesses:
         if done.returncode != 0:
             raise RuntimeError(f"hub migrate exited {done.returncode}:\n{done.stdout.decode(errors='replace')[-3000:]}")
 
-    def start_api(self, name: str = "api") -> str:
-        port = free_port()
-        self._spawn(name, "api", "--port", str(port))
+    def start_api(self, name: str = "api", *args: str, port: int | None = None) -> str:
+        """Starts `hub api` (on `port`, or a free one) with `args`; returns its URL once ready."""
+        port = port or free_port()
+        self._spawn(name, "api", "--port", str(port), *args)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
@@ -102,7 +103,8 @@ class HubProcesses:
             if self._procs[name].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not become ready:\n{self.log(name)[-3000:]}")
             time.sleep(0.1)
-        self.api_urls.append(url)
+        if url not in self.api_urls:
+            self.api_urls.append(url)
         return url
 
     def start_worker(self, name: str = "worker", *args: str) -> subprocess.Popen[bytes]:
@@ -114,11 +116,13 @@ class HubProcesses:
             time.sleep(0.1)
         return proc
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30) -> int:
+        """Signals process `name` and waits (at most `timeout` s) for it to end; its exit status."""
         proc = self._procs.pop(name)
         os.killpg(proc.pid, sig)
-        proc.wait(30)
+        proc.wait(timeout)
         self.after_stop(name)
+        return proc.returncode
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
