@@ -27,8 +27,8 @@ from hub.api.app import create_app
 from hub.auth import sessions
 from hub.auth.sessions import session_secret
 from hub.config.files import ConnectorConfig, StatusUpdates
-from hub.console import web as console_web
 from hub.config.settings import Settings
+from hub.console import web as console_web
 from hub.store import clients
 from hub.store.tables import status_events, submissions
 from simulators.crm import FailurePlan
