@@ -12,6 +12,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from hub.api.routes.admin import _visible
 from hub.api.routes.admin_submissions import _submission
 from hub.console import figures, search, static_files
 from hub.console.session import RuntimeDep, SignedDep, router
@@ -38,7 +39,7 @@ async def dashboard(request: Request, runtime: RuntimeDep, signed: SignedDep) ->
     attention, waiting = [], []
     for name in runtime.connector_names():
         config = runtime.config.connectors[name]
-        if not (signed.staff.tenant == "*" or "*" in config.tenants or signed.staff.tenant in config.tenants):
+        if not _visible(signed.staff, config):
             continue
         circuit = states.get(name)
         if circuit is not None and (circuit.state != "closed" or circuit.paused_at is not None):
