@@ -100,6 +100,8 @@ def page(hub: RunningHub) -> Iterator[Any]:
             opened = browser.new_page()
             opened.csp_violations = []  # type: ignore[attr-defined]
             opened.on("console", lambda m: opened.csp_violations.append(m.text) if "Content Security Policy" in m.text else None)  # type: ignore[attr-defined]
+            opened.script_errors = []  # type: ignore[attr-defined]
+            opened.on("pageerror", lambda error: opened.script_errors.append(str(error)))  # type: ignore[attr-defined]
             yield opened
         finally:
             browser.close()
@@ -182,3 +184,4 @@ def test_a_member_of_staff_signs_in_sees_the_dashboard_finds_a_submission_by_key
     page.goto(f"{hub.url}/console")
     assert page.url.startswith(hub.issuer.url), "signed out, /console must send the browser to sign in again"
     assert page.csp_violations == []
+    assert page.script_errors == [], "console.js or GOV.UK Frontend failed in the browser"
