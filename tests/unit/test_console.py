@@ -5,6 +5,7 @@ headers, roles and tenants, and the dashboard's figures against submissions seed
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import secrets
@@ -333,3 +334,34 @@ def test_the_dashboard_shows_the_figures_of_what_was_seeded(console: Console) ->
     assert connectors["crm"]["received"] == str(len(crm)) and connectors["crm"]["delivered"] == "4"
     assert connectors["crm"]["straight_through"] == f"{3 / len(crm):.0%}"
     assert connectors["garden-waste"] == {**connectors["garden-waste"], "received": "2", "delivered": "0", "parked": "1", "median": "–"}
+
+
+def test_sign_in_asks_for_a_code_with_pkce_returning_to_the_consoles_callback(console: Console) -> None:
+    start = console.browser().get("/console/sign-in")
+    assert start.status_code == 302
+    location = httpx.URL(start.headers["location"])
+    query = dict(location.params)
+    assert query["redirect_uri"] == f"{BASE}/console/callback" and query["code_challenge_method"] == "S256"
+    assert query["state"] and query["nonce"] and query["response_type"] == "code"
+    login = start.headers["set-cookie"].lower()
+    assert login.startswith("__host-hub_console_login=") and "secure" in login and "httponly" in login and "path=/;" in login + ";"
+    assert "domain" not in login
+
+
+def test_a_callback_that_did_not_start_in_this_browser_is_refused(console: Console) -> None:
+    stray = console.browser().get("/console/callback", params={"code": "abc", "state": "xyz"})
+    assert stray.status_code == 401 and "did not start in this browser" in stray.text
+    assert COOKIE + "=" not in stray.headers.get("set-cookie", "")
+
+
+def test_the_templates_and_console_js_ship_in_the_wheel() -> None:
+    """setup.py's package data names every template and the console's own script."""
+    root = Path(__file__).resolve().parents[2]
+    setup = (root / "setup.py").read_text()
+    console_dir = root / "hub" / "console"
+    shipped = [p.relative_to(root / "hub").as_posix() for p in (*console_dir.glob("templates/*"), *console_dir.glob("static/*.js"))]
+    patterns = re.findall(r'"(console/[^"]+)"', setup)
+    assert shipped
+    # setuptools matches package data like fnmatch, one path segment per "*"
+    unshipped = [p for p in shipped if not any(fnmatch.fnmatch(p, pat) and p.count("/") == pat.count("/") for pat in patterns)]
+    assert unshipped == [], f"not in setup.py's package data: {unshipped}"
