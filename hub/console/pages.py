@@ -126,6 +126,22 @@ async def reveal(request: Request, reference: Reference, runtime: RuntimeDep, si
     return signed.page(request, "submission.html", found=await _replayable(runtime, signed, found), revealed=True)
 
 
+PARKED_SHOWN = 200
+
+
+@router.get("/deliveries")
+async def parked(request: Request, runtime: RuntimeDep, signed: SignedDep) -> Response:
+    """Parked deliveries (the admin API's finder), filtered by connector and reason, oldest first."""
+    signed.require("viewer")
+    connector = request.query_params.get("connector", "").strip()[:64]
+    reason = request.query_params.get("reason", "").strip()[:200]
+    flt = ParkedFilter(connector=connector or None, reason_contains=reason or None, tenant=signed.scope, limit=PARKED_SHOWN + 1)
+    found = await run_in_threadpool(find_parked, runtime.engine, flt)
+    connectors = [n for n in runtime.connector_names() if _visible(signed.staff, runtime.config.connectors[n])]
+    return signed.page(request, "deliveries.html", parked=found[:PARKED_SHOWN], more=len(found) > PARKED_SHOWN,
+                       connectors=connectors, connector=connector, reason=reason)
+
+
 @router.post("/deliveries/{delivery_id}/replay")
 async def replay_delivery(
     request: Request, delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runtime: RuntimeDep, signed: SignedDep
@@ -139,6 +155,8 @@ async def replay_delivery(
     relay = getattr(request.app.state, "relay", None)
     if relay is not None:
         relay.wake()
+    if signed.form.get("back") == "deliveries":
+        return signed.redirect(f"{PREFIX}/deliveries?replayed={delivery_id}")
     return signed.redirect(f"{PREFIX}/submissions/{done[0]['reference']}?replayed={delivery_id}")
 
 

@@ -174,6 +174,16 @@ def test_a_member_of_staff_signs_in_sees_the_dashboard_finds_a_submission_by_key
     assert "is queued again" in page.locator(".govuk-notification-banner").inner_text()
     assert violations(page) == []
 
+    parked_again = seed(hub, 1)[0]
+    record_parked(hub.runtime.engine, delivery_of(hub, parked_again), datetime.now(UTC), "CRM said 400", "parked")
+    page.get_by_role("link", name="Parked deliveries").click()
+    assert page.locator("#parked-count").inner_text() == "1 parked delivery"
+    assert violations(page) == []
+    page.get_by_role("button", name=f"Replay {parked_again} to crm").click()
+    page.wait_for_url("**/console/deliveries?replayed=*")
+    assert page.locator("#parked-count").inner_text() == "0 parked deliveries"
+    assert violations(page) == []
+
     page.goto(f"{hub.url}/console/submissions/WBC-NOSUCHREF")
     assert page.locator("h1").inner_text() == "Submission not found"
     assert violations(page) == []

@@ -365,3 +365,34 @@ def test_the_templates_and_console_js_ship_in_the_wheel() -> None:
     # setuptools matches package data like fnmatch, one path segment per "*"
     unshipped = [p for p in shipped if not any(fnmatch.fnmatch(p, pat) and p.count("/") == pat.count("/") for pat in patterns)]
     assert unshipped == [], f"not in setup.py's package data: {unshipped}"
+
+
+def test_the_parked_list_shows_the_councils_own_filters_them_and_an_operator_replays_from_it(console: Console) -> None:
+    mine = [console.submit("eastmoor", GENERAL) for _ in range(2)] + [console.submit("eastmoor", GARDEN)]
+    theirs = console.submit("westvale", GENERAL)
+    engine = console.runtime.engine
+    crm = [console.delivery_ids(r)["crm"] for r in mine]
+    garden = console.delivery_ids(mine[2])["garden-waste"]
+    for delivery_id in crm[:2]:
+        record_parked(engine, delivery_id, datetime.now(UTC), "CRM said 400: uprn unknown", "parked")
+    record_parked(engine, garden, datetime.now(UTC), "garden waste said 409", "parked")
+    record_parked(engine, console.delivery_ids(theirs)["crm"], datetime.now(UTC), "CRM said 400", "parked")
+
+    operator = console.signed_in_as("eastmoor-operator")
+    listed = operator.get("/console/deliveries")
+    assert listed.status_code == 200 and "3 parked deliveries" in listed.text
+    assert all(r in listed.text for r in mine) and theirs not in listed.text
+    assert "1 parked delivery" in operator.get("/console/deliveries", params={"connector": "garden-waste"}).text
+    by_reason = operator.get("/console/deliveries", params={"reason": "uprn unknown"})
+    assert "2 parked deliveries" in by_reason.text and mine[2] not in by_reason.text
+
+    back = operator.post(f"/console/deliveries/{garden}/replay", data={"csrf_token": csrf(listed), "back": "deliveries"})
+    assert back.status_code == 303 and back.headers["location"] == f"/console/deliveries?replayed={garden}"
+    assert console.state(garden) == "pending"
+    after = operator.get(back.headers["location"])
+    assert "is queued again" in after.text and "2 parked deliveries" in after.text
+
+    console.runtime.config.staff["eastmoor-viewer"] = console.runtime.config.staff["westvale-viewer"].model_copy(
+        update={"id": "eastmoor-viewer", "tenant": "eastmoor"})
+    seen = console.signed_in_as("eastmoor-viewer").get("/console/deliveries")
+    assert "2 parked deliveries" in seen.text and "/replay" not in seen.text
