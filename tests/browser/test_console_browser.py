@@ -125,6 +125,15 @@ def violations(page: Any) -> list[dict[str, Any]]:
     return found
 
 
+def tab_to(page: Any, reached: str, presses: int = 60) -> None:
+    """Presses Tab until the JavaScript condition `reached` holds on the focused element."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"() => Boolean(document.activeElement) && {reached}"):
+            return
+    raise AssertionError(f"not reached with Tab: {reached}")
+
+
 def sign_in(page: Any, hub: RunningHub) -> None:
     page.goto(f"{hub.url}/console")
     # the test provider's own sign-in form
@@ -150,18 +159,13 @@ def test_a_member_of_staff_signs_in_sees_the_dashboard_finds_a_submission_by_key
     page.goto(f"{hub.url}/console/submissions")
     assert violations(page) == []
     # keyboard only: tab to the reference box, type, Enter
-    for _ in range(40):
-        page.keyboard.press("Tab")
-        if page.evaluate("() => document.activeElement && document.activeElement.id") == "reference":
-            break
-    else:
-        raise AssertionError("the reference box cannot be reached with Tab")
+    tab_to(page, "document.activeElement.id === 'reference'")
     page.keyboard.type(made[1])
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/console/submissions?*reference={made[1]}*")
     assert page.locator("#results").inner_text() == "1 submission found"
     assert violations(page) == []
-    page.locator(f"a[href='/console/submissions/{made[1]}']").focus()
+    tab_to(page, f"document.activeElement.getAttribute('href') === '/console/submissions/{made[1]}'")
     page.keyboard.press("Enter")
     page.wait_for_url(f"{hub.url}/console/submissions/{made[1]}")
     assert page.locator("h1").inner_text() == f"Submission {made[1]}"
@@ -182,6 +186,11 @@ def test_a_member_of_staff_signs_in_sees_the_dashboard_finds_a_submission_by_key
     page.get_by_role("button", name=f"Replay {parked_again} to crm").click()
     page.wait_for_url("**/console/deliveries?replayed=*")
     assert page.locator("#parked-count").inner_text() == "0 parked deliveries"
+    assert violations(page) == []
+
+    # a search with mistakes: the error summary, each field's message
+    page.goto(f"{hub.url}/console/submissions?from=last+tuesday&state=lost")
+    assert page.locator(".govuk-error-summary").is_visible() and page.title().startswith("Error: ")
     assert violations(page) == []
 
     page.goto(f"{hub.url}/console/submissions/WBC-NOSUCHREF")
