@@ -99,7 +99,9 @@ def see_other(url: str) -> RedirectResponse:
 async def console_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ConsoleError)
     signed = getattr(request.state, "console", None)
-    return page(request, "error.html", status=exc.status, title=exc.title, message=exc.message, signed=signed)
+    # signed in: the error page renews the session like any other page
+    cookie = signed.session.token if signed is not None else None
+    return page(request, "error.html", status=exc.status, cookie=cookie, title=exc.title, message=exc.message, signed=signed)
 
 
 async def sign_in_needed(request: Request, exc: Exception) -> Response:
