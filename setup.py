@@ -12,7 +12,8 @@ setup(
     package_dir={f"hub.bundled_files.{name}": name for name in BUNDLED},
     package_data={
         "hub": ["store/migrations/*.py", "store/migrations/*.mako", "store/migrations/versions/*.py", "py.typed",
-                "console/static/govuk/*", "console/static/govuk/assets/*", "console/static/govuk/assets/*/*"],
+                "console/static/govuk/*", "console/static/govuk/assets/*", "console/static/govuk/assets/*/*",
+                "console/static/*.js", "console/templates/*.html"],
         "connectors": ["templates/*.txt"],
         "simulators": ["wsdl/*.wsdl"],
         **{f"hub.bundled_files.{name}": ["**/*"] for name in BUNDLED},

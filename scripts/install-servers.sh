@@ -43,6 +43,13 @@ else
     say "clamd missing: will install clamav-daemon"
     packages+=(clamav-daemon)
 fi
+# the console's browser tests (tests/browser): Playwright drives Debian's chromium, never a download
+if [ -x /usr/bin/chromium ]; then
+    say "chromium present: /usr/bin/chromium"
+else
+    say "chromium missing: will install chromium"
+    packages+=(chromium)
+fi
 
 if [ "${#packages[@]}" -eq 0 ]; then
     say "nothing to install"

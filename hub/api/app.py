@@ -31,7 +31,7 @@ from hub.api.routes import (
     submissions,
     webhook_subscriptions,
 )
-from hub.console import static_files
+from hub.console import pages as console
 from hub.intake.accept import Intake
 from hub.logs import get_logger
 from hub.relay.outbox_relay import Relay
@@ -93,7 +93,8 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(residents.router)
     app.include_router(admin_clients.router)
     app.include_router(staff_sign_in.router)
-    static_files.install(app)
+    # the staff console: its pages, /console/static, its headers and error pages (docs/console.md)
+    console.install(app)
     # the busiest request skips FastAPI's dependency solving; the route above still documents it
     fast_intake.install(app)
 

@@ -111,3 +111,48 @@ class LoginState:
     def open(cls, token: str, secret: bytes) -> LoginState:
         claims = _verify(token, secret, LOGIN_AUDIENCE, None)
         return cls(str(claims["state"]), str(claims["nonce"]), str(claims["cv"]))
+
+
+# the staff console's cookie session: its own audience, so it is never an admin bearer token
+CONSOLE_AUDIENCE = "council-connector-hub/console"
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A console session: who, its id (which CSRF tokens are bound to), and when it began (Unix
+    seconds), for the absolute timeout; `token` is the cookie value, re-signed on every use."""
+
+    staff_id: str
+    sid: str
+    started: int
+    token: str
+
+
+def issue_console(
+    staff_id: str, secret: bytes, idle_seconds: int, absolute_seconds: int,
+    now: datetime | None = None, sid: str | None = None, started: int | None = None,
+) -> ConsoleSession:
+    """A new console session, or (with `sid` and `started`) the same one seen again: it lasts
+    `idle_seconds` from now, never past `absolute_seconds` after it began."""
+    issued = _now(now)
+    begun = issued if started is None else started
+    seconds = min(idle_seconds, begun + absolute_seconds - issued)
+    if seconds <= 0:
+        raise SessionExpired("the console session reached its absolute timeout")
+    session_id = sid or secrets.token_urlsafe(18)
+    claims = {"sub": staff_id, "sid": session_id, "auth_time": begun}
+    return ConsoleSession(staff_id, session_id, begun, _sign(claims, secret, CONSOLE_AUDIENCE, seconds, now))
+
+
+def open_console(token: str, secret: bytes, now: datetime | None = None) -> ConsoleSession:
+    """The console session a cookie holds; raises SessionExpired (idle or absolute) or SessionError."""
+    claims = _verify(token, secret, CONSOLE_AUDIENCE, now)
+    if not isinstance(claims.get("sid"), str) or not isinstance(claims.get("auth_time"), int):
+        raise SessionError("the console session lacks its id or start")
+    return ConsoleSession(str(claims["sub"]), claims["sid"], claims["auth_time"], token)
+
+
+def console_csrf(secret: bytes, sid: str) -> str:
+    """The CSRF token of every form in one console session: an HMAC of the session's id."""
+    key = hmac.new(secret, b"council-connector-hub/console-csrf", hashlib.sha256).digest()
+    return hmac.new(key, sid.encode(), hashlib.sha256).hexdigest()

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     # signs the hub's own staff session tokens after an OIDC sign-in
     session_key: SecretStr | None = None
     session_seconds: int = Field(default=8 * 3600, gt=0)
+    # the staff console's cookie session: ends after this long unused, and this long after sign-in
+    console_idle_minutes: int = Field(default=30, gt=0)
+    console_absolute_hours: int = Field(default=8, gt=0)
 
     # background work in `hub worker`: retention purge, status polling, webhook sending
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
