@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from connectors.base import Connector, Secrets
 from connectors.registry import ConnectorRegistry
+from hub.attachments.storage import FileStore
 from hub.config import production
 from hub.config.connector_hosts import connector_allow_list, outbound_problems
 from hub.config.files import HubConfig, load_config
@@ -79,6 +80,11 @@ class Runtime:
                 config = self.config.connectors[name]
                 self._connectors[name] = self.registry.build(config, self.secrets, connector_allow_list(self.config, config))
             return self._connectors[name]
+
+    @property
+    def attachment_store(self) -> FileStore:
+        """Where uploaded attachments are kept: under HUB_DATA_DIR, sealed with the payload keys."""
+        return FileStore(self.settings.data_dir / "attachments", self.sealer.fernet)
 
     def connector_names(self) -> list[str]:
         return sorted(self.config.connectors)

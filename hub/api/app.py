@@ -23,6 +23,7 @@ from hub.api.routes import (
     admin,
     admin_clients,
     admin_submissions,
+    attachments,
     georeport,
     govuk_forms,
     residents,
@@ -91,6 +92,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(status_updates.router)
     app.include_router(webhook_subscriptions.router)
     app.include_router(residents.router)
+    app.include_router(attachments.router)
     app.include_router(admin_clients.router)
     app.include_router(staff_sign_in.router)
     # the staff console: its pages, /console/static, its headers and error pages (docs/console.md)

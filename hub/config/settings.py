@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     standards_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # one attachment's body (POST /v1/attachments), streamed: refused (413) as soon as it passes this
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # clamd's Unix socket for the attachment virus scan; unset: attachments are stored "unscanned"
+    clamd_socket: str | None = None
     # checked before schema validation, so a hostile payload costs little
     max_depth: int = Field(default=32, gt=0, le=1000)
     max_string_length: int = Field(default=100_000, gt=0)

@@ -271,3 +271,22 @@ resident_references = Table(
     Column("learned_at", UTCDateTime, nullable=False),
     UniqueConstraint("tenant", "subject", "kind", name="uq_resident_references_tenant_subject_kind"),
 )
+
+
+attachments = Table(
+    "attachments",
+    metadata,
+    # one file a front end uploaded (POST /v1/attachments), before any submission names it.
+    # `id` is the unguessable id the client was given; `sha256` the key of the blob in the
+    # attachment store (content-addressed, encrypted); no file name is kept (it may be personal)
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("media_type", String(100), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # clean | unscanned (infected files are not kept: docs/attachments.md)
+    Column("scan", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_attachments_sha256", "sha256"),
+)

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from hub.api.app import create_app
+from hub.attachments.storage import FileStore
 from hub.auth import sessions
 from hub.auth.sessions import session_secret
 from hub.config.files import ConnectorConfig, StatusUpdates
@@ -35,6 +36,7 @@ from hub.store.tables import status_events, submissions
 from simulators.crm import FailurePlan
 from tests.support.embedded import EmbeddedHub
 from tests.support.staff import staffed_hub
+from tests.unit.test_attachments import jpeg_with_gps
 from tests.unit.test_govuk_forms import submission as govuk_submission
 from tests.unit.test_open311_endpoint import FMS_REPORT
 
@@ -65,6 +67,7 @@ class World:
     client_id: str = "em-isolation-kiosk"
     connector: str = A_ONLY_CONNECTOR
     webhook_id: str = ""
+    attachment_id: str = ""
     references: set[str] = field(default_factory=set)
     # B's credentials
     b_key: str = ""
@@ -105,6 +108,8 @@ MATRIX: list[Row] = [
     Row("GET", "/open311/v2/requests/{reference}.json", OPEN311, lambda a: {"reference": a.reference, "params": {"api_key": a.b_open311_key}}, NOT_FOUND),
     Row("GET", "/v1/residents/{subject}/prefill", CLIENT, lambda a: {"subject": "eastmoor-resident-1", "params": {"form": "missed-bin-collection"}}, NOT_FOUND),
     Row("GET", "/v1/residents/{subject}/submissions", CLIENT, lambda a: {"subject": "eastmoor-resident-1"}, NOT_FOUND),
+    Row("POST", "/v1/attachments", CLIENT, lambda a: {"content": jpeg_with_gps(), "headers": {"X-Filename": "westvale-photo.jpg"}}, OWN),
+    Row("GET", "/v1/attachments/{attachment_id}", CLIENT, lambda a: {"attachment_id": a.attachment_id}, NOT_FOUND),
     Row("GET", "/open311/v2/services.json", PUBLIC, nothing, OWN),
     Row("GET", "/open311/v2/services/{code}.json", PUBLIC, lambda a: {"code": "fly-tipping"}, OWN),
     # staff
@@ -182,6 +187,7 @@ def test_every_route_of_the_hub_is_in_the_isolation_matrix(world: tuple[Embedded
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedHub, World]]:
     # one world for every row: each row also checks that A's objects are as they were
     with staffed_hub(tmp_path_factory.mktemp("world")) as (hub, tokens):
+        hub.app.state.attachment_store = FileStore(tmp_path_factory.mktemp("attachments"), hub.runtime.sealer.fernet)
         yield hub, build_world(hub, tokens)
 
 
@@ -208,13 +214,16 @@ def build_world(hub: EmbeddedHub, tokens: dict[str, str]) -> World:
     hook = hub.client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/eastmoor-hook"}, headers={"Authorization": f"Bearer {hub.key}"})
     assert hook.status_code == 201, hook.text
     a.webhook_id = hook.json()["id"]
+    attachment = hub.client.post("/v1/attachments", content=jpeg_with_gps(), headers={"Authorization": f"Bearer {hub.key}", "X-Filename": "eastmoor-photo.jpg"})
+    assert attachment.status_code == 201, attachment.text
+    a.attachment_id = attachment.json()["id"]
     # an audit entry of A's own, and A's connector paused by A's operator
     assert hub.admin("POST", f"/connectors/{A_ONLY_CONNECTOR}/pause", token=tokens["eastmoor-operator"]).status_code == 200
     _, a.b_key = clients.create(hub.runtime.engine, clients.NewClient("wv-isolation-app", "westvale"), "cli:westvale-ict")
     a.b_open311_key, a.b_staff = hub.westvale_key, tokens["westvale-admin"]
     a.references = {a.reference, a.parked_reference, govuk.json()["reference"]}
     references = a.references | {"EDC-"}
-    a.markers = references | {"eastmoor", a.client_id, "demo-portal", A_ONLY_CONNECTOR, a.webhook_id, "eastmoor-hook"}
+    a.markers = references | {"eastmoor", a.client_id, "demo-portal", A_ONLY_CONNECTOR, a.webhook_id, "eastmoor-hook", a.attachment_id, "eastmoor-photo"}
     a.metric_markers = references | {'"eastmoor"', a.client_id, "demo-portal"}
     return a
 
