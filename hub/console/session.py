@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import get_runtime, get_session_secret
 from hub.api.routes.admin import _scope
-from hub.api.routes.staff_sign_in import _client
+from hub.api.routes.staff_sign_in import oidc_client, record_sign_in, staff_signing_in, started_sign_in
 from hub.auth import sessions
 from hub.config.files import Role, Staff
 from hub.console.web import COOKIE, LOGIN_COOKIE, PREFIX, ConsoleError, SignInNeeded, clear_cookie, page, see_other, set_cookie
@@ -122,7 +122,7 @@ async def sign_in(request: Request, runtime: RuntimeDep, secret: Secret) -> Resp
         raise ConsoleError(404, "Sign-in is not enabled", "The console needs OpenID Connect sign-in: set HUB_STAFF_AUTH=oidc (or both) and HUB_OIDC_ISSUER.")
     state = sessions.LoginState.new()
     try:
-        url = await _client(request, runtime).authorization_url(_redirect_uri(runtime), state)
+        url = await oidc_client(request, runtime).authorization_url(_redirect_uri(runtime), state)
     except RequestError as exc:
         raise ConsoleError(exc.status, "Sign-in is not available", exc.detail) from None
     response = RedirectResponse(url, status_code=302)
@@ -146,30 +146,20 @@ async def callback(
     if error is not None:
         reason = error if re.fullmatch(r"[a-z_]{1,64}", error) else "an error"
         raise ConsoleError(401, "You are not signed in", f"The identity provider did not sign you in ({reason}); {again}")
-    cookie = request.cookies.get(LOGIN_COOKIE)
-    try:
-        started = sessions.LoginState.open(cookie, secret) if cookie else None
-    except SessionError:
-        started = None
+    started = started_sign_in(request.cookies.get(LOGIN_COOKIE), secret)
     if started is None or state != started.state or not code:
         raise ConsoleError(401, "You are not signed in", f"This sign-in did not start in this browser, took over ten minutes, or came back without a code; {again}")
-    client = _client(request, runtime)
+    client = oidc_client(request, runtime)
     try:
         claims = await client.identity(await client.exchange(code, _redirect_uri(runtime), started), started.nonce)
     except RequestError as exc:
         raise ConsoleError(exc.status, "You are not signed in", f"{exc.detail} ({again})") from None
-    verified = claims.get("email_verified") in (True, "true")
-    email = claims.get("email") if isinstance(claims.get("email"), str) else None
-    staff = runtime.config.staff_for_identity(str(claims["sub"]), email, verified)
+    staff = staff_signing_in(runtime, client, claims, via="console")
     if staff is None:
-        log.warning("staff_sign_in_refused", reason="not on the staff list", issuer=client.issuer, via="console")
         raise ConsoleError(403, "You cannot use the console", "The identity provider knows you, but you are not on this hub's staff list; ask an administrator to add you.")
     idle, absolute = _timeouts(runtime)
     session = sessions.issue_console(staff.id, secret, idle, absolute)
-    detail = {"method": "oidc", "via": "console", "issuer": client.issuer, "matched_by": "subject" if staff.oidc_subject else "email"}
-    tenant = None if staff.tenant == "*" else staff.tenant
-    await run_in_threadpool(audit.record, runtime.engine, f"staff:{staff.id}", tenant, "staff.sign_in", f"staff:{staff.id}", detail)
-    log.info("staff_signed_in", staff=staff.id, via="console")
+    await record_sign_in(runtime, client, staff, via="console")
     response = see_other(PREFIX)
     set_cookie(response, session.token)
     response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")

@@ -17,6 +17,7 @@ from hub.api.deps import RuntimeDep, get_session_secret
 from hub.api.problems import problem_responses
 from hub.auth import sessions
 from hub.auth.oidc import OidcClient
+from hub.config.files import Staff
 from hub.errors import Forbidden, NotFound, SessionError, Unauthorized
 from hub.logs import get_logger
 from hub.runtime import Runtime
@@ -29,7 +30,8 @@ _RESTART = "start again at /v1/auth/login"
 Secret = Annotated[bytes, Depends(get_session_secret)]
 
 
-def _client(request: Request, runtime: Runtime) -> OidcClient:
+def oidc_client(request: Request, runtime: Runtime) -> OidcClient:
+    """The app's client of the council's identity provider (the admin API's and the console's)."""
     if runtime.settings.staff_auth == "local":
         raise NotFound("Staff sign-in with OpenID Connect is not enabled on this hub (HUB_STAFF_AUTH=local).")
     client: OidcClient | None = getattr(request.app.state, "oidc", None)
@@ -37,6 +39,34 @@ def _client(request: Request, runtime: Runtime) -> OidcClient:
         # an unconfigured or unreachable provider is a ServiceUnavailable, a refused sign-in Unauthorized
         client = request.app.state.oidc = OidcClient(runtime.settings)
     return client
+
+
+def started_sign_in(cookie: str | None, secret: bytes) -> sessions.LoginState | None:
+    """The state, nonce and PKCE verifier this browser's sign-in started with, or None (no cookie,
+    a forged one, or older than ten minutes)."""
+    try:
+        return sessions.LoginState.open(cookie, secret) if cookie else None
+    except SessionError:
+        return None
+
+
+def staff_signing_in(runtime: Runtime, client: OidcClient, claims: dict[str, Any], **where: str) -> Staff | None:
+    """The staff entry the identity provider's claims name (a verified e-mail, or the subject), or
+    None after logging the refusal."""
+    verified = claims.get("email_verified") in (True, "true")
+    email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    staff = runtime.config.staff_for_identity(str(claims["sub"]), email, verified)
+    if staff is None:
+        log.warning("staff_sign_in_refused", reason="not on the staff list", issuer=client.issuer, **where)
+    return staff
+
+
+async def record_sign_in(runtime: Runtime, client: OidcClient, staff: Staff, **where: str) -> None:
+    """Audits and logs a staff member's sign-in (`where`: e.g. via="console")."""
+    detail: dict[str, Any] = {"method": "oidc", **where, "issuer": client.issuer, "matched_by": "subject" if staff.oidc_subject else "email"}
+    tenant = None if staff.tenant == "*" else staff.tenant
+    await run_in_threadpool(audit.record, runtime.engine, f"staff:{staff.id}", tenant, "staff.sign_in", f"staff:{staff.id}", detail)
+    log.info("staff_signed_in", staff=staff.id, **where)
 
 
 def _redirect_uri(runtime: Runtime) -> str:
@@ -47,7 +77,7 @@ def _redirect_uri(runtime: Runtime) -> str:
 @router.get("/login", status_code=302, responses={302: {"description": "To the identity provider's sign-in page"}, **problem_responses(404, 503)})
 async def login(request: Request, runtime: RuntimeDep, secret: Secret) -> RedirectResponse:
     """Starts a sign-in: redirects to the identity provider (authorization code flow with PKCE)."""
-    client = _client(request, runtime)
+    client = oidc_client(request, runtime)
     state = sessions.LoginState.new()
     url = await client.authorization_url(_redirect_uri(runtime), state)
     response = RedirectResponse(url, status_code=302)
@@ -69,17 +99,13 @@ async def callback(
 ) -> JSONResponse:
     """Where the identity provider sends the browser back: checks the sign-in and answers with a
     hub session token for the admin API (`Authorization: Bearer <access_token>`)."""
-    client = _client(request, runtime)
+    client = oidc_client(request, runtime)
     if error is not None:
         # nothing is granted on this path, so the provider's error needs no state to be shown;
         # only its code is repeated: the description is free text
         reason = error if re.fullmatch(r"[a-z_]{1,64}", error) else "an error"
         raise Unauthorized(f"The identity provider did not sign you in ({reason}); {_RESTART}.")
-    cookie = request.cookies.get(COOKIE)
-    try:
-        started = sessions.LoginState.open(cookie, secret) if cookie else None
-    except SessionError:
-        started = None
+    started = started_sign_in(request.cookies.get(COOKIE), secret)
     if started is None:
         raise Unauthorized(f"This sign-in did not start here or took over ten minutes; {_RESTART}.")
     if state != started.state:
@@ -88,17 +114,11 @@ async def callback(
         raise Unauthorized(f"The identity provider sent no sign-in code; {_RESTART}.")
     id_token = await client.exchange(code, _redirect_uri(runtime), started)
     claims = await client.identity(id_token, started.nonce)
-    verified = claims.get("email_verified") in (True, "true")
-    email = claims.get("email") if isinstance(claims.get("email"), str) else None
-    staff = runtime.config.staff_for_identity(str(claims["sub"]), email, verified)
+    staff = staff_signing_in(runtime, client, claims)
     if staff is None:
-        log.warning("staff_sign_in_refused", reason="not on the staff list", issuer=client.issuer)
         raise Forbidden("The identity provider knows you, but you are not on this hub's staff list; ask an administrator to add you.")
     session = sessions.issue(staff, secret, runtime.settings.session_seconds)
-    detail: dict[str, Any] = {"method": "oidc", "issuer": client.issuer, "matched_by": "subject" if staff.oidc_subject else "email"}
-    tenant = None if staff.tenant == "*" else staff.tenant
-    await run_in_threadpool(audit.record, runtime.engine, f"staff:{staff.id}", tenant, "staff.sign_in", f"staff:{staff.id}", detail)
-    log.info("staff_signed_in", staff=staff.id)
+    await record_sign_in(runtime, client, staff)
     body = {
         "access_token": session.token,
         "token_type": "Bearer",
