@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.processes import Group, Meter, python, spawn
+from bench.durability import Written
+from bench.processes import Group, Meter, python, spawn, tree_pids
 from bench.sink import Sink
 
 
@@ -123,13 +124,15 @@ def drive(ctx: Context, name: str, urls: list[str], key: str, groups: list[Group
           rate: float = 0.0, connections: int = 64, hub: Any = None) -> dict[str, Any]:
     """One scenario against a running target; `hub` (a HubStack) adds the database's own counts."""
     ctx.sink.reset()
+    rabbit = [p for g in ctx.server_groups if g.name == "rabbitmq" for root in g.roots for p in tree_pids(root)]
+    written = Written(ctx.postgres.url, rabbit)
     with Meter([*groups, Group("sink", [ctx.sink.proc.pid]), *ctx.server_groups]) as meter:
         load = run_loadgen(ctx, name, urls, key, mode=mode, count=count, rate=rate, connections=connections)
         accepted = sum(1 for s in load["status"] if s == 202)
         stats, drained = wait_for_sink(ctx.sink, accepted)
     result = analyse(load, ctx.sink.arrivals())
     result.update(mode=mode, drained=drained, sink={k: stats[k] for k in ("unique", "received", "duplicates")},
-                  resources=meter.result())
+                  resources=meter.result(), written=written.per_submission(accepted))
     if hub is not None:
         deadline = time.monotonic() + 30
         while True:

@@ -140,12 +140,22 @@ def _load_row(label: str, x: dict[str, Any], groups: tuple[str, ...]) -> list[st
                        for g in (*groups, "postgresql", "rabbitmq")),
             " / ".join(_num(_peak(x, g)) for g in groups),
             _num(_get(x, "resources", "groups", "postgresql", "processes")),
+            _num(_get(x, "written", "wal_bytes_per_submission")),
+            _num(_get(x, "written", "rabbitmq_bytes_per_submission")),
             _num(_get(x, "resources", "other_cpu_seconds"), 1)]
 
 
 LOAD_HEAD = ["run", "intake/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "e2e/s", "e2e p50 ms", "e2e p99 ms",
              "delivered", "dups", "CPU s (api / workers / PG / RabbitMQ)", "peak RSS MB per process (api / worker)",
-             "PG procs seen", "other CPU s"]
+             "PG procs seen", "WAL B/submission", "RabbitMQ disk B/submission", "other CPU s"]
+
+
+def _pg_settings(info: dict[str, Any]) -> str:
+    settings = info.get("postgresql_settings") or {}
+    if not settings:
+        return "settings not recorded"
+    durable = settings.get("fsync") == "on" and settings.get("synchronous_commit") == "on"
+    return ("durable: " if durable else "NOT durable: ") + ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
 def render(r: dict[str, Any], info: dict[str, Any]) -> str:
@@ -154,7 +164,7 @@ def render(r: dict[str, Any], info: dict[str, Any]) -> str:
              "", f"Run {started} UTC with `python -m bench.run {' '.join(argv)}`.", "",
              f"Machine: {info.get('cores')} cores ({info.get('cpu')}), {info.get('memory_gib')} GiB, Linux "
              f"{info.get('kernel')}, Python {info.get('python')}, RabbitMQ {info.get('rabbitmq')} (single node, "
-             f"quorum queues), PostgreSQL {info.get('postgresql')} (fsync off, as in the tests), everything on loopback. "
+             f"quorum queues), PostgreSQL {info.get('postgresql')} ({_pg_settings(info)}), everything on loopback. "
              f"Load average at start: {', '.join(f'{v:.2f}' for v in info.get('load_average_at_start', []))}. "
              f"Hub code: {info.get('hub_tree', 'unknown')}.",
              "", "Libraries: " + ", ".join(f"{k} {v}" for k, v in info.get("libraries", {}).items()) + ".", "",
@@ -183,7 +193,7 @@ def render(r: dict[str, Any], info: dict[str, Any]) -> str:
         if "hub-burst" in r:
             rows.append(_load_row(f"burst {_get(r, 'hub-burst', 'intake', 'offered')}", r["hub-burst"], HUB_GROUPS))
         lines += _table(LOAD_HEAD, rows)
-    lines += _backlog(r) + _scaling(r) + _peer(r) + _broker(r) + _profile(r)
+    lines += _backlog(r) + _scaling(r) + _peer(r) + _broker(r) + _profile(r) + _statements(r)
     errors = r.get("errors")
     if errors:
         lines += ["", "## Scenarios that failed", "", *(f"- {name}: {msg}" for name, msg in errors.items())]
@@ -247,6 +257,22 @@ def _broker(r: dict[str, Any]) -> list[str]:
     if v:
         rows = [[k.removesuffix("_us"), _num(x, 2)] for k, x in v.items() if k.endswith("_us")]
         out += ["", "## Validation, µs per valid submission (best of 5 passes)", "", *_table(["validator", "µs"], rows)]
+    return out
+
+
+def _statements(r: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key in sorted(k for k in r if k.endswith("-statements")):
+        top = r[key].get("top") or []
+        if not top:
+            continue
+        if not out:
+            out = ["", "## PostgreSQL's costliest statements (pg_stat_statements, per scenario)", ""]
+        out += [f"Scenario `{key.removesuffix('-statements')}`:", ""]
+        out += _table(["statement", "calls", "total ms", "ms per call", "rows", "WAL bytes"],
+                      [[f"`{x['query'].replace('|', '/')}`", _num(x["calls"]), _num(x["total_ms"], 1),
+                        _num(x["ms_per_call"], 3), _num(x["rows"]), _num(x["wal_bytes"])] for x in top])
+        out.append("")
     return out
 
 

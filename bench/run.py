@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/run.py` as well as `python -m bench.run`
     sys.path.insert(0, str(REPO))
 
-from bench import machine, report, scenarios  # noqa: E402
+from bench import durability, machine, report, scenarios  # noqa: E402
 from bench.measure import Context  # noqa: E402
 from bench.processes import Group, stop_all  # noqa: E402
 from bench.sink import Sink  # noqa: E402
@@ -68,6 +68,8 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--broker-messages", type=int, default=10000, help="messages per broker-ceiling figure")
     p.add_argument("--validation-count", type=int, default=2000, help="submissions validated per pass")
     p.add_argument("--out", type=Path, help="results folder (default bench/results/<UTC timestamp>)")
+    p.add_argument("--fsync-off", dest="durable", action="store_false",
+                   help="PostgreSQL with fsync and full_page_writes off, as the tests run it (default: its durable defaults)")
     p.add_argument("--no-copy", dest="copy", action="store_false", help="do not update bench/REPORT.md")
     args = p.parse_args(argv)
     if args.quick:
@@ -97,20 +99,24 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     clock = time.monotonic()
     print(f"bench: results in {workdir}", flush=True)
-    rabbit, postgres, sink = RabbitMQServer(), PostgresServer(), None
+    rabbit, postgres, sink = RabbitMQServer(), PostgresServer(durable=opts.durable), None
     try:
         rabbit.start()
         postgres.start()
         sink = Sink(workdir)
         info = machine.machine(rabbit.url, postgres.url)
-        info.update(argv=argv, started=started.strftime("%Y-%m-%d %H:%M"))
+        info.update(argv=argv, started=started.strftime("%Y-%m-%d %H:%M"),
+                    postgresql_settings=durability.postgres_settings(postgres.url))
         (workdir / "machine.json").write_text(json.dumps(info, indent=2))
         servers = [Group("rabbitmq", rabbit.pids()), Group("postgresql", postgres.pids())]
         ctx = Context(workdir, sink, rabbit.url, postgres, servers, opts)
         for name in opts.only.split(","):
             print(f"bench: {name} ({time.monotonic() - clock:.0f} s so far)", flush=True)
+            counting = durability.statements_reset(postgres.url)
             try:
                 SCENARIOS[name](ctx)
+                if counting and name != "ceiling":
+                    ctx.save(f"{name}-statements", {"top": durability.top_statements(postgres.url)})
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # one failed scenario is reported; the others still run

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 SUBMISSIONS = Counter("hub_submissions_total", "Submissions received, by form and outcome", ["form", "outcome"])
+SHED = Counter("hub_intake_shed_total", "Submissions answered 503 because too many already waited to be stored")
 PUBLISHED = Counter("hub_relay_published_total", "Outbox rows published to the broker", ["connector"])
 RELAY_ERRORS = Counter("hub_relay_errors_total", "Relay passes that failed (broker or database down)")
 OUTBOX_BACKLOG = Gauge("hub_outbox_backlog", "Outbox rows not yet published, as last seen by the relay")

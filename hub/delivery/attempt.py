@@ -124,7 +124,9 @@ class DeliveryHandler:
             return self.settle(job, Park(datetime.now(UTC), str(error), "permanent"))
         form = self.runtime.forms.get(job.form_id, job.form_version)
         # as typed and as a back office's JSON error would quote them, for the stored reason and the logs
-        pii = quoted_forms(form.pii_values(payload)) if form is not None and payload is not None else []
+        def pii() -> list[str]:
+            return quoted_forms(form.pii_values(payload)) if form is not None and payload is not None else []
+
         with personal_data(pii), structlog.contextvars.bound_contextvars(
             reference=job.reference, delivery_id=job.delivery_id, connector=job.connector
         ):

@@ -55,7 +55,7 @@ class Intake:
     def __init__(self, runtime: Runtime, relay: Relay | None, batcher: IntakeBatcher | None = None) -> None:
         self.runtime = runtime
         self.relay = relay
-        self.batcher = batcher or IntakeBatcher(runtime.engine)
+        self.batcher = batcher or IntakeBatcher(runtime.engine, max_waiting=runtime.settings.intake_max_waiting)
 
     def may_submit(self, client: Client, form_id: str) -> bool:
         """A client submits only the forms it is allowed AND its council offers."""
@@ -103,7 +103,7 @@ class Intake:
                 (kind, subject_digest(runtime.index_key, kind, value)) for kind, value in form.subject_identifiers(payload)
             ) + (((SUBJECT_KIND, resident_digest(runtime.index_key, submission.resident)),) if submission.resident else ()),
         )
-        with personal_data(form.pii_values(payload)):
+        with personal_data(lambda: form.pii_values(payload)):
             accepted = await self.batcher.accept(new)
             if accepted.created and self.relay is not None:
                 self.relay.wake()

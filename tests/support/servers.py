@@ -465,9 +465,17 @@ class PostgresServer:
     """A PostgreSQL cluster on a free loopback port; user ``postgres``, trust auth."""
 
     def __init__(
-        self, *, dbname: str = "hub", docker: bool | None = None, image: str = POSTGRES_IMAGE
+        self,
+        *,
+        dbname: str = "hub",
+        docker: bool | None = None,
+        image: str = POSTGRES_IMAGE,
+        durable: bool = False,
     ) -> None:
         self.docker = _use_docker() if docker is None else docker
+        # durable: PostgreSQL's own defaults (fsync, synchronous_commit, full_page_writes on), as
+        # production runs it; the bench measures that. The tests keep a throwaway cluster.
+        self.durable = durable
         self.image = image
         self.dbname = dbname
         self.host = "127.0.0.1"
@@ -635,10 +643,8 @@ class PostgresServer:
                     "-k", str(self._dir / "sock"),
                     "-c", "listen_addresses=127.0.0.1",
                     "-c", "max_connections=200",
-                    # A throwaway cluster: survive process restarts, not power cuts.
-                    "-c", "fsync=off",
-                    "-c", "full_page_writes=off",
                     "-c", "logging_collector=off",
+                    *self._settings(),
                 ],
                 cwd=self._dir,
                 stdin=subprocess.DEVNULL,
@@ -668,12 +674,18 @@ class PostgresServer:
                 self.image, username=self.user, password=self.password, dbname=self.dbname, driver="psycopg"
             )
             .with_bind_ports(5432, self._port)
-            .with_command("-c fsync=off -c full_page_writes=off -c max_connections=200")
+            .with_command(" ".join(["-c max_connections=200", *self._settings()]))
         )
         container.start()  # waits until psql inside the container answers
         self._container = container
         self.host = container.get_container_host_ip()
         self._wait_ready()
+
+    def _settings(self) -> list[str]:
+        if self.durable:  # pg_stat_statements lets the bench name the statements that cost most
+            return ["-c", "shared_preload_libraries=pg_stat_statements"]
+        # A throwaway cluster: survive process restarts, not power cuts.
+        return ["-c", "fsync=off", "-c", "full_page_writes=off"]
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT
