@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.config.settings import Settings
-from hub.intake import group_commit
+from hub.store import submissions as store
 from hub.store.tables import submissions
 from tests.support.embedded import EmbeddedHub
 
@@ -41,14 +41,14 @@ def test_past_the_bound_a_submission_is_refused_with_retry_after_and_nothing_is_
     batcher = hub.app.state.intake.batcher
     batcher.max_waiting = 2
     writing, release = threading.Event(), threading.Event()
-    real = group_commit.store.accept_many
+    real = store.accept_many
 
     def slow_database(engine: Any, batch: Any) -> Any:
         writing.set()
         release.wait(10)
         return real(engine, batch)
 
-    monkeypatch.setattr(group_commit.store, "accept_many", slow_database)
+    monkeypatch.setattr(store, "accept_many", slow_database)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(hub.post, "missed-bin-collection", PAYLOAD, headers={"Idempotency-Key": "k-1"})
         _until(writing.is_set)  # the first is in its transaction; the next two wait for theirs
