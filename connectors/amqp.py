@@ -25,7 +25,7 @@ from kombu.entity import Exchange
 from kombu.messaging import Producer
 from pydantic import Field, field_validator
 
-from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
+from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Preview, Secrets
 from hub.errors import ConfigError, DeliveryError, OutboundRefused, PermanentError, TransientError
 from hub.logs import get_logger
 from hub.outbound.guard import check_host, network_hosts
@@ -122,8 +122,12 @@ class AmqpConnector(Connector):
 
     # -- sending --------------------------------------------------------------------------
 
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        where = f"AMQP exchange {self.options.exchange!r}, routing key {self.routing_key(context)!r}"
+        return Preview(where, "application/json", _body(record).decode())
+
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
-        body = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+        body = _body(record)
         routing_key = self.routing_key(context)
         with self._lock:
             try:
@@ -235,3 +239,8 @@ class AmqpConnector(Connector):
 def _open(connection: Connection) -> None:
     # one attempt, no sleeping between tries: the worker's backoff decides when to try again
     connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+
+
+def _body(record: Mapping[str, Any]) -> bytes:
+    """The message body send publishes (and preview shows)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()

@@ -6,6 +6,7 @@ A connector owns a pydantic model of its options and is built from it by the reg
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +53,16 @@ class StatusReport:
 
 class PollingNotSupported(ConfigError):
     """The connector has no way to ask its back office for a record's status."""
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `send` would put on the wire for one record, without sending it: where it goes, as
+    what media type, and the body itself (a credential carried in the body is left out)."""
+
+    destination: str
+    media_type: str
+    body: str
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,12 @@ class Connector(ABC):
     @property
     def can_poll_status(self) -> bool:
         return type(self).poll_status is not Connector.poll_status
+
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        """The exact body `send` builds for this record, with the same code, sending nothing (the
+        console's edit-then-replay shows it). The default, for a connector that does not say: the
+        record as JSON."""
+        return Preview(f"{self.name} ({type(self).__name__})", "application/json", json.dumps(record, ensure_ascii=False, indent=2))
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         """Problems that would stop the back office accepting this record, found offline

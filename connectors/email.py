@@ -30,7 +30,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
+from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Preview, Secrets
 from hub.errors import ConfigError, DeliveryError, OutboundRefused, PermanentError, TransientError
 from hub.logs import get_logger
 from hub.outbound.guard import check_host
@@ -178,6 +178,12 @@ class EmailConnector(Connector):
         table = record_csv(record).encode("utf-8-sig")
         message.add_attachment(table, maintype="text", subtype="csv", filename="record.csv", params={"charset": "utf-8"})
         return message
+
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        # the message send hands to the SMTP server, built by the same method
+        message = self.build_message(record, context)
+        where = f"e-mail to {', '.join(self.options.to)} via {self.options.host}:{self.options.effective_port}"
+        return Preview(where, "message/rfc822", message.as_string())
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         sample = DeliveryContext("HUB-0000000000", self.name, 0, f"HUB-0000000000/{self.name}", 1, "tenant", "form")

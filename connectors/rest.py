@@ -23,6 +23,7 @@ from connectors.base import (
     DeliveryContext,
     Health,
     Outcome,
+    Preview,
     Secrets,
 )
 from hub.errors import PermanentError
@@ -106,6 +107,10 @@ class RestConnector(Connector):
         body = _json_bytes(record)
         headers = [("Host", self._host), ("Content-Length", str(len(body))), *self._fixed.items(), *self._headers(context).items()]
         return self._transport.exchange(self.options.method, self._url, headers, body, self._timeouts)
+
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        # the bytes _post sends, from the same function
+        return Preview(f"{self.options.method} {self.options.url}", "application/json", _json_bytes(record).decode())
 
     def check(self) -> Health:
         url = self.options.check_url or self.options.url

@@ -19,12 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 import jmespath
 import zeep.exceptions
+from lxml import etree
 from pydantic import Field, field_validator
 from zeep.helpers import serialize_object
 from zeep.wsse.username import UsernameToken
 
 from connectors import http
-from connectors.base import BasicAuth, Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets, StatusReport
+from connectors.base import BasicAuth, Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Preview, Secrets, StatusReport
 from connectors.soap_loader import HttpStatus, argument_lines, load_client, record_problems
 from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
 
@@ -196,10 +197,24 @@ class SoapConnector(Connector):
                 self._client.wsse = UsernameToken(auth.username, password)  # type: ignore[no-untyped-call]
             self._auth_ready = True
 
-    def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
+    def _arguments(self, record: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]:
         arguments = copy.deepcopy(dict(record))
         if self.options.idempotency_field:
-            _set_path(arguments, self.options.idempotency_field, context.idempotency_key)
+            _set_path(arguments, self.options.idempotency_field, idempotency_key)
+        return arguments
+
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        # the envelope zeep builds for the call send makes (WS-Security headers are added at send)
+        try:
+            envelope = self._client.create_message(  # type: ignore[no-untyped-call]
+                self._proxy, self.options.operation, **self._arguments(record, context.idempotency_key))
+        except (zeep.exceptions.Error, TypeError, ValueError) as exc:
+            raise PermanentError(f"the record does not fit {self.options.operation}: {str(exc).split('. Signature:')[0][:300]}") from None
+        body = etree.tostring(envelope, pretty_print=True, encoding="unicode")
+        return Preview(f"SOAP {self.options.operation} at {self.address}", "text/xml", body)
+
+    def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
+        arguments = self._arguments(record, context.idempotency_key)
         self._ensure_auth()
         result = self._call(arguments)
         body = serialize_object(result, dict)  # type: ignore[no-untyped-call]

@@ -1,6 +1,7 @@
 """The console's pages: the dashboard, the submission search, one submission (redacted, with an
-audited reveal), and replaying a parked delivery. Each one checks role and tenant on the server
-and calls the admin API's own services: another council's reference is "not found".
+audited reveal); parked and failed deliveries are in hub/console/deliveries.py. Each one checks
+role and tenant on the server and calls the admin API's own services: another council's
+reference is "not found".
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from hub.api.routes.admin import _visible
 from hub.api.routes.admin_submissions import _submission
 from hub.console import figures, search, static_files
 from hub.console.session import RuntimeDep, SignedDep, router
-from hub.console.web import PREFIX, ConsoleError, SecurityHeaders, SignInNeeded, console_error, sign_in_needed
+from hub.console.web import ConsoleError, SecurityHeaders, SignInNeeded, console_error, sign_in_needed
 from hub.store import circuits
-from hub.store.replay import ParkedFilter, counts_by_connector, find_parked, replay
+from hub.store.replay import ParkedFilter, counts_by_connector, find_parked
 
 Reference = Annotated[str, Path(min_length=1, max_length=32)]
 
@@ -126,42 +127,10 @@ async def reveal(request: Request, reference: Reference, runtime: RuntimeDep, si
     return signed.page(request, "submission.html", found=await _replayable(runtime, signed, found), revealed=True)
 
 
-PARKED_SHOWN = 200
-
-
-@router.get("/deliveries")
-async def parked(request: Request, runtime: RuntimeDep, signed: SignedDep) -> Response:
-    """Parked deliveries (the admin API's finder), filtered by connector and reason, oldest first."""
-    signed.require("viewer")
-    connector = request.query_params.get("connector", "").strip()[:64]
-    reason = request.query_params.get("reason", "").strip()[:200]
-    flt = ParkedFilter(connector=connector or None, reason_contains=reason or None, tenant=signed.scope, limit=PARKED_SHOWN + 1)
-    found = await run_in_threadpool(find_parked, runtime.engine, flt)
-    connectors = [n for n in runtime.connector_names() if _visible(signed.staff, runtime.config.connectors[n])]
-    return signed.page(request, "deliveries.html", parked=found[:PARKED_SHOWN], more=len(found) > PARKED_SHOWN,
-                       connectors=connectors, connector=connector, reason=reason)
-
-
-@router.post("/deliveries/{delivery_id}/replay")
-async def replay_delivery(
-    request: Request, delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runtime: RuntimeDep, signed: SignedDep
-) -> Response:
-    """Re-queues one parked delivery with the admin API's replay service (audited there)."""
-    flt = ParkedFilter(ids=(delivery_id,), tenant=signed.scope)
-    signed.require("operator")
-    done = await run_in_threadpool(replay, runtime.engine, flt, f"staff:{signed.staff.id}")
-    if not done:
-        raise ConsoleError(404, "Delivery not found", f"There is no parked delivery {delivery_id} for you to replay.")
-    relay = getattr(request.app.state, "relay", None)
-    if relay is not None:
-        relay.wake()
-    if signed.form.get("back") == "deliveries":
-        return signed.redirect(f"{PREFIX}/deliveries?replayed={delivery_id}")
-    return signed.redirect(f"{PREFIX}/submissions/{done[0]['reference']}?replayed={delivery_id}")
-
-
 def install(app: FastAPI) -> None:
     """The console's routes, static files, headers and error pages on the hub's app."""
+    from hub.console import deliveries  # noqa: F401 - its routes join the console's router
+
     app.include_router(router)
     static_files.install(app)
     app.add_exception_handler(ConsoleError, console_error)

@@ -32,8 +32,9 @@ from hub.store import audit
 log = get_logger("hub.console")
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# a console form carries a token and a few short fields: nothing larger is read
-MAX_FORM_BYTES = 16 * 1024
+# a console form carries a token and a few fields; the largest, a correction of a delivery's answers
+# (hub/console/deliveries.py), carries a submission's answers (HUB_MAX_BODY_BYTES, 1 MiB) in a form encoding
+MAX_FORM_BYTES = 4 * 1024 * 1024
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 Secret = Annotated[bytes, Depends(get_session_secret)]
 

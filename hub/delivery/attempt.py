@@ -46,6 +46,33 @@ def idempotency_key(reference: str, connector: str) -> str:
     return f"{reference}/{connector}"
 
 
+def prepared(job: deliveries.DeliveryJob, attempt: int) -> tuple[dict[str, Any], DeliveryContext]:
+    """What the mapping may read besides the answers (`meta`), and the connector's context, for
+    this attempt of the delivery (the console's preview of a correction builds the same)."""
+    key = idempotency_key(job.reference, job.connector)
+    meta = {
+        "reference": job.reference,
+        "form_id": job.form_id,
+        "form_version": job.form_version,
+        "received_at": job.received_at.isoformat(),
+        "tenant": job.tenant,
+        "connector": job.connector,
+        "idempotency_key": key,
+    }
+    return meta, DeliveryContext(job.reference, job.connector, job.delivery_id, key, attempt, job.tenant, job.form_id)
+
+
+def mapped(runtime: Runtime, job: deliveries.DeliveryJob, payload: Any, meta: dict[str, Any]) -> Any:
+    """The record the delivery's mapping makes of these answers (raises MappingError, or
+    PermanentError when there are no answers left to send)."""
+    mapping = runtime.mappings.get((job.form_id, job.connector))
+    if mapping is None:
+        raise MappingError(f"no mapping from form {job.form_id!r} to connector {job.connector!r}")
+    if payload is None:
+        raise PermanentError("the submission's payload was purged or erased before it could be delivered")
+    return mapping.apply(payload, meta)
+
+
 @dataclass(frozen=True)
 class Result:
     outcome: str
@@ -159,25 +186,10 @@ class DeliveryHandler:
         """Maps the payload and sends the record; an error is classified into retry or park."""
         started = datetime.now(UTC)
         attempt = job.attempts + 1
-        key = idempotency_key(job.reference, job.connector)
-        meta = {
-            "reference": job.reference,
-            "form_id": job.form_id,
-            "form_version": job.form_version,
-            "received_at": job.received_at.isoformat(),
-            "tenant": job.tenant,
-            "connector": job.connector,
-            "idempotency_key": key,
-        }
-        context = DeliveryContext(job.reference, job.connector, job.delivery_id, key, attempt, job.tenant, job.form_id)
+        meta, context = prepared(job, attempt)
         clock = time.perf_counter()
         try:
-            mapping = self.runtime.mappings.get((job.form_id, job.connector))
-            if mapping is None:
-                raise MappingError(f"no mapping from form {job.form_id!r} to connector {job.connector!r}")
-            if payload is None:
-                raise PermanentError("the submission's payload was purged or erased before it could be delivered")
-            record = mapping.apply(payload, meta)
+            record = mapped(self.runtime, job, payload, meta)
             sent = self.runtime.connector(job.connector).send(record, context)
         except DeliveryError as error:
             return self._classify(job, attempt, started, error)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, case, func, insert, select, update
 
 from hub.store.db import KeptConnection, driver, one_statement
-from hub.store.tables import OPEN_STATES, attempts, deliveries, submissions
+from hub.store.tables import OPEN_STATES, attempts, corrections, deliveries, submissions
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class DeliveryJob:
     client_id: str
     form_id: str
     form_version: int
-    # sealed (hub.privacy.sealing); None once retention or an erasure removed it
+    # sealed (hub.privacy.sealing): the newest staff correction's answers where there is one
+    # (hub/store/corrections.py), else the submission's; None once retention or an erasure removed it
     payload: str | None
     received_at: datetime
     # the resident's data was erased: nothing of this submission may be sent any more
@@ -88,10 +89,20 @@ def _job_query() -> Any:
         submissions.c.client_id,
         submissions.c.form_id,
         submissions.c.form_version,
-        submissions.c.payload,
+        _payload().label("payload"),
         submissions.c.received_at,
         submissions.c.erased_at,
     ).join(submissions, submissions.c.id == deliveries.c.submission_id)
+
+
+def _payload() -> Any:
+    """The answers to send: the delivery's newest correction, else the submission's own (none
+    once the submission's payload is purged, whatever a correction holds)."""
+    corrected = (
+        select(corrections.c.payload).where(corrections.c.delivery_id == deliveries.c.id)
+        .order_by(corrections.c.id.desc()).limit(1).scalar_subquery()
+    )
+    return case((submissions.c.payload.is_(None), None), else_=func.coalesce(corrected, submissions.c.payload))
 
 
 def load(engine: Engine, delivery_id: int) -> DeliveryJob | None:
@@ -157,7 +168,12 @@ def record_delivered(engine: Engine, delivery_id: int, started_at: datetime, ext
 # psycopg's own statements (its %(name)s parameters), in DeliveryJob's field order
 _LOAD = """
     SELECT d.id AS delivery_id, d.connector, d.state, d.attempts, d.attempts_base, d.next_attempt_at,
-           s.reference, s.tenant, s.client_id, s.form_id, s.form_version, s.payload, s.received_at, s.erased_at
+           s.reference, s.tenant, s.client_id, s.form_id, s.form_version,
+           -- the newest staff correction's answers, else the submission's (see _payload)
+           CASE WHEN s.payload IS NULL THEN NULL ELSE COALESCE(
+               (SELECT c.payload FROM delivery_corrections c WHERE c.delivery_id = d.id ORDER BY c.id DESC LIMIT 1),
+               s.payload) END AS payload,
+           s.received_at, s.erased_at
     FROM deliveries d JOIN submissions s ON s.id = d.submission_id
     WHERE d.id = ANY(%(ids)s)
     """

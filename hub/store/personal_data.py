@@ -17,7 +17,17 @@ from hub.errors import UnknownKey
 from hub.privacy.copies import quoted_forms
 from hub.privacy.sealing import Sealer
 from hub.store.submissions import delivery_view
-from hub.store.tables import OPEN_STATES, attempts, customer_links, deliveries, outbox, status_events, submissions, webhooks
+from hub.store.tables import (
+    OPEN_STATES,
+    attempts,
+    corrections,
+    customer_links,
+    deliveries,
+    outbox,
+    status_events,
+    submissions,
+    webhooks,
+)
 
 # -- re-sealing with the newest key (`hub keys rotate`)
 
@@ -76,6 +86,9 @@ def reseal(
 _SEALED: dict[str, tuple[Table, Any, Any, Any]] = {
     "submissions": (submissions, submissions.c.id, submissions.c.reference, submissions.c.payload),
     "webhooks": (webhooks, webhooks.c.id, webhooks.c.id, webhooks.c.secrets),
+    # staff's corrections of a delivery's answers, and the diff each one made (hub/store/corrections.py)
+    "corrections": (corrections, corrections.c.id, corrections.c.id, corrections.c.payload),
+    "correction-diffs": (corrections, corrections.c.id, corrections.c.id, corrections.c.diff),
 }
 
 
@@ -160,6 +173,8 @@ def _forget(conn: Connection, submission_ids: Sequence[int]) -> None:
     """What ties the submissions to a person beyond the payload: links, and back-office messages."""
     conn.execute(delete(customer_links).where(customer_links.c.submission_id.in_(submission_ids)))
     conn.execute(update(status_events).where(status_events.c.submission_id.in_(submission_ids)).values(message=None))
+    # staff's corrections hold the resident's answers too
+    conn.execute(update(corrections).where(corrections.c.submission_id.in_(submission_ids)).values(payload=None, diff=None))
 
 
 # -- one resident's submissions

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, func, insert, select, update
 
 from hub.store import audit
 from hub.store.tables import deliveries, outbox, submissions
@@ -26,6 +26,11 @@ class ParkedFilter:
     # None: every tenant (an operator working for all of them)
     tenant: str | None = None
     limit: int = 10_000
+    form: str | None = None
+    # parked (or updated) before this moment
+    until: datetime | None = None
+    # what is listed; only parked deliveries are ever replayed ("retrying": failed, still trying)
+    states: tuple[str, ...] = ("parked",)
 
 
 def _query(flt: ParkedFilter, replayable: bool = False) -> Select[Any]:
@@ -39,9 +44,11 @@ def _query(flt: ParkedFilter, replayable: bool = False) -> Select[Any]:
             deliveries.c.attempts,
             deliveries.c.last_error,
             deliveries.c.updated_at,
+            deliveries.c.state,
+            submissions.c.form_id,
         )
         .join(submissions, submissions.c.id == deliveries.c.submission_id)
-        .where(deliveries.c.state == "parked")
+        .where(deliveries.c.state.in_(("parked",) if replayable else flt.states))
         .order_by(deliveries.c.id)
         .limit(flt.limit)
     )
@@ -51,6 +58,10 @@ def _query(flt: ParkedFilter, replayable: bool = False) -> Select[Any]:
         query = query.where(deliveries.c.connector == flt.connector)
     if flt.since:
         query = query.where(deliveries.c.updated_at >= flt.since)
+    if flt.until:
+        query = query.where(deliveries.c.updated_at < flt.until)
+    if flt.form:
+        query = query.where(submissions.c.form_id == flt.form)
     if flt.reason_contains:
         query = query.where(deliveries.c.last_error.contains(flt.reason_contains, autoescape=True))
     if flt.tenant is not None:
@@ -69,6 +80,8 @@ def _as_dict(row: Any) -> dict[str, Any]:
         "attempts": row.attempts,
         "last_error": row.last_error,
         "parked_at": row.updated_at.isoformat(),
+        "state": row.state,
+        "form_id": row.form_id,
     }
 
 
@@ -83,28 +96,33 @@ def replay(engine: Engine, flt: ParkedFilter, actor: str, dry_run: bool = False)
     if dry_run:
         with engine.connect() as conn:
             return [_as_dict(r) for r in conn.execute(_query(flt, replayable=True)).all()]
-    now = datetime.now(UTC)
     with engine.begin() as conn:
-        # the submission is locked too, so an erasure cannot slip in between this and the commit
-        rows = conn.execute(_query(flt, replayable=True).with_for_update(of=(deliveries, submissions))).all()
-        chosen = [_as_dict(r) for r in rows]
-        for item in chosen:
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == item["delivery_id"], deliveries.c.state == "parked")
-                .values(state="pending", attempts_base=deliveries.c.attempts, next_attempt_at=None, updated_at=now)
-            )
-            conn.execute(insert(outbox).values(delivery_id=item["delivery_id"], connector=item["connector"], available_at=now))
-            # not the last error: the audit log is append-only, and a back office's words may quote
-            # the resident where no later erasure could blank them
-            audit.record(
-                conn,
-                actor,
-                item["tenant"],
-                "replay",
-                f"delivery:{item['delivery_id']}",
-                {"reference": item["reference"], "connector": item["connector"], "attempts": item["attempts"]},
-            )
+        return replay_in(conn, flt, actor)
+
+
+def replay_in(conn: Connection, flt: ParkedFilter, actor: str) -> list[dict[str, Any]]:
+    """`replay` inside the caller's transaction (a correction is stored with its replay)."""
+    now = datetime.now(UTC)
+    # the submission is locked too, so an erasure cannot slip in between this and the commit
+    rows = conn.execute(_query(flt, replayable=True).with_for_update(of=(deliveries, submissions))).all()
+    chosen = [_as_dict(r) for r in rows]
+    for item in chosen:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == item["delivery_id"], deliveries.c.state == "parked")
+            .values(state="pending", attempts_base=deliveries.c.attempts, next_attempt_at=None, updated_at=now)
+        )
+        conn.execute(insert(outbox).values(delivery_id=item["delivery_id"], connector=item["connector"], available_at=now))
+        # not the last error: the audit log is append-only, and a back office's words may quote
+        # the resident where no later erasure could blank them
+        audit.record(
+            conn,
+            actor,
+            item["tenant"],
+            "replay",
+            f"delivery:{item['delivery_id']}",
+            {"reference": item["reference"], "connector": item["connector"], "attempts": item["attempts"]},
+        )
     return chosen
 
 

@@ -290,3 +290,22 @@ attachments = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_attachments_sha256", "sha256"),
 )
+
+corrections = Table(
+    "delivery_corrections",
+    metadata,
+    # staff's edit of a parked delivery's answers (edit then replay, docs/console.md): the worker
+    # sends the newest one for the delivery instead of the submission's payload, which stays as it came.
+    # `payload` and `diff` are sealed like payloads; both NULL once retention or an erasure removed them
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("submission_id", Id, ForeignKey("submissions.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("payload", Text),
+    Column("diff", Text),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_delivery_corrections_delivery", "delivery_id", "id"),
+    Index("ix_delivery_corrections_submission", "submission_id"),
+)
