@@ -22,6 +22,7 @@ from hub.api.ratelimit import RateLimits
 from hub.api.routes import (
     admin,
     admin_clients,
+    admin_corrections,
     admin_submissions,
     attachments,
     georeport,
@@ -94,6 +95,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(residents.router)
     app.include_router(attachments.router)
     app.include_router(admin_clients.router)
+    app.include_router(admin_corrections.router)
     app.include_router(staff_sign_in.router)
     # the staff console: its pages, /console/static, its headers and error pages (docs/console.md)
     console.install(app)

@@ -134,6 +134,7 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/admin/deliveries", STAFF, nothing, OWN),
     Row("POST", "/v1/admin/deliveries/{delivery_id}/replay", STAFF, lambda a: {"delivery_id": a.parked_delivery_id}, NOT_FOUND),
     Row("POST", "/v1/admin/deliveries/replay", STAFF, lambda a: {"json": {"connector": "crm"}}, OWN),
+    Row("POST", "/v1/admin/deliveries/{delivery_id}/corrections", STAFF, lambda a: {"delivery_id": a.parked_delivery_id, "json": {"answers": {**SAMPLE, "notes": "by B"}, "reason": "B tries"}}, NOT_FOUND),
     Row("GET", "/v1/admin/audit", STAFF, nothing, OWN),
     Row("GET", "/v1/admin/clients", STAFF, nothing, OWN),
     Row("POST", "/v1/admin/clients", STAFF, lambda a: {"json": {"id": "b-made-for-a", "tenant": "eastmoor"}}, NOT_FOUND),
@@ -155,6 +156,10 @@ MATRIX: list[Row] = [
     Row("POST", "/console/submissions/{reference}/reveal", CONSOLE, lambda a: {"reference": a.reference}, NOT_FOUND),
     Row("GET", "/console/deliveries", CONSOLE, nothing, OWN),
     Row("POST", "/console/deliveries/{delivery_id}/replay", CONSOLE, lambda a: {"delivery_id": a.parked_delivery_id}, NOT_FOUND),
+    Row("POST", "/console/deliveries/replay", CONSOLE, lambda a: {"form": {f"delivery-{a.parked_delivery_id}": "yes", "action": "replay"}}, OWN),
+    Row("GET", "/console/deliveries/{delivery_id}/edit", CONSOLE, lambda a: {"delivery_id": a.parked_delivery_id}, NOT_FOUND),
+    Row("POST", "/console/deliveries/{delivery_id}/edit", CONSOLE, lambda a: {"delivery_id": a.parked_delivery_id, "form": {"answer:/notes": "by B", "reason": "B tries"}}, NOT_FOUND),
+    Row("POST", "/console/deliveries/{delivery_id}/corrections", CONSOLE, lambda a: {"delivery_id": a.parked_delivery_id, "form": {"answers": json.dumps({**SAMPLE, "notes": "by B"}), "reason": "B tries"}}, NOT_FOUND),
     Row("POST", "/console/sign-out", CONSOLE, nothing, OWN),
     Row("GET", "/console/sign-in", PUBLIC, nothing, OWN),
     Row("GET", "/console/callback", PUBLIC, lambda a: {"params": {"code": "x", "state": "y"}}, OWN),
@@ -241,7 +246,9 @@ def call(hub: EmbeddedHub, a: World, row: Row) -> httpx.Response:
         session = sessions.issue_console("westvale-admin", secret, settings.console_idle_minutes * 60, settings.console_absolute_hours * 3600)
         headers["Cookie"] = f"{console_web.COOKIE}={session.token}"
         if row.method == "POST":
-            target["content"] = urlencode({"csrf_token": sessions.console_csrf(secret, session.sid)})
+            # a console form's own fields (B's bulk replay naming A's delivery, B's correction of it), and the token
+            fields = {**target.pop("form", {}), "csrf_token": sessions.console_csrf(secret, session.sid)}
+            target["content"] = urlencode(fields)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
     return hub.client.request(row.method, path, headers=headers, **target)
 
