@@ -5,6 +5,7 @@ The page tests use test_console's console (the real OIDC mock, no worker); the j
 reach a back office use the embedded hub (worker, relay, CRM simulator on loopback).
 """
 
+# ruff: noqa: F811 - the `console` fixture is test_console's, imported, and named by each test
 from __future__ import annotations
 
 import json
