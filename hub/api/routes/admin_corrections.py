@@ -35,7 +35,7 @@ def _problems(checked: correction.Checked) -> list[dict[str, str]]:
             for e in checked.errors]
 
 
-@router.post("/deliveries/{delivery_id}/corrections", responses=problem_responses(404, 409))
+@router.post("/deliveries/{delivery_id}/corrections", responses=problem_responses(400, 404, 409))
 async def correct_delivery(
     delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: CorrectionRequest, runtime: RuntimeDep, relay: RelayDep,
     staff: StaffDep,
