@@ -93,7 +93,7 @@ def test_a_member_of_staff_finds_a_parked_delivery_corrects_a_field_sees_the_dif
     assert page.locator("h1").inner_text() == "Check the correction before you replay"
     row = page.locator("#diff tr[data-pointer='/address/uprn']")
     assert row.locator("[data-side=before]").inner_text() == "100023336956" and row.locator("[data-side=after]").inner_text() == "100023336957"
-    body = json.loads(page.locator("#body").inner_text())
+    body = json.loads(page.locator("#body").input_value())
     assert body["data"][0]["case_uprn"] == "100023336957"
     assert violations(page) == []
 

@@ -222,7 +222,7 @@ def test_edit_then_replay_sends_the_corrected_answers_keeps_the_original_and_aud
     diff = dict(re.findall(r'<tr class="govuk-table__row" data-pointer="([^"]+)">(.*?)</tr>', preview.text, re.S))
     assert set(diff) == {"/address/uprn", "/notes"}
     assert "<del>100023336956</del>" in diff["/address/uprn"] and "<ins>100023336957</ins>" in diff["/address/uprn"]
-    body = json.loads(unescape(re.search(r'<pre[^>]*id="body"[^>]*>(.*?)</pre>', preview.text, re.S).group(1)))  # type: ignore[union-attr]
+    body = json.loads(unescape(re.search(r'<textarea[^>]*id="body"[^>]*>(.*?)</textarea>', preview.text, re.S).group(1)))  # type: ignore[union-attr]
     assert body["data"][0]["case_uprn"] == "100023336957"
     assert hub.crm.cases() == []  # nothing sent by a preview
 
