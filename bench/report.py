@@ -163,7 +163,8 @@ def render(r: dict[str, Any], info: dict[str, Any]) -> str:
     lines = [f"# Benchmark: the hub vs a Celery peer vs the broker's ceiling ({'quick' if '--quick' in argv else 'full'} run)",
              "", f"Run {started} UTC with `python -m bench.run {' '.join(argv)}`.", "",
              f"Machine: {info.get('cores')} cores ({info.get('cpu')}), {info.get('memory_gib')} GiB, Linux "
-             f"{info.get('kernel')}, Python {info.get('python')}, RabbitMQ {info.get('rabbitmq')} (single node, "
+             f"{info.get('kernel')}, Python {info.get('python')}, RabbitMQ {info.get('rabbitmq')} "
+             f"({'single node' if info.get('rabbitmq_nodes', 1) == 1 else str(info['rabbitmq_nodes']) + '-node cluster'}, "
              f"quorum queues), PostgreSQL {info.get('postgresql')} ({_pg_settings(info)}), everything on loopback. "
              f"Load average at start: {', '.join(f'{v:.2f}' for v in info.get('load_average_at_start', []))}. "
              f"Hub code: {info.get('hub_tree', 'unknown')}.",
@@ -193,7 +194,7 @@ def render(r: dict[str, Any], info: dict[str, Any]) -> str:
         if "hub-burst" in r:
             rows.append(_load_row(f"burst {_get(r, 'hub-burst', 'intake', 'offered')}", r["hub-burst"], HUB_GROUPS))
         lines += _table(LOAD_HEAD, rows)
-    lines += _backlog(r) + _scaling(r) + _peer(r) + _broker(r) + _profile(r) + _statements(r)
+    lines += _knee(r) + _overload(r) + _backlog(r) + _scaling(r) + _peer(r) + _broker(r) + _profile(r) + _statements(r)
     errors = r.get("errors")
     if errors:
         lines += ["", "## Scenarios that failed", "", *(f"- {name}: {msg}" for name, msg in errors.items())]
@@ -258,6 +259,37 @@ def _broker(r: dict[str, Any]) -> list[str]:
         rows = [[k.removesuffix("_us"), _num(x, 2)] for k, x in v.items() if k.endswith("_us")]
         out += ["", "## Validation, µs per valid submission (best of 5 passes)", "", *_table(["validator", "µs"], rows)]
     return out
+
+
+def _knee(r: dict[str, Any]) -> list[str]:
+    k = r.get("hub-knee")
+    if not k:
+        return []
+    knee = k.get("knee_per_second")
+    out = ["", f"## The knee: highest steady rate with intake p99 ≤ {k['target_p99_ms']:g} ms", "",
+           f"**{_num(knee)} submissions/s**" if knee else "**not found**: even the lowest rate tried missed the target",
+           "(bisection; each step an open-loop run on the same stack).", ""]
+    out += _table(["offered/s", "intake p99 ms", "within", "e2e p99 ms", "delivered/accepted", "dups"],
+                  [[_num(x["rate"]), _num(x["intake_p99_ms"], 1), "yes" if x["within"] else "no",
+                    _num(x["e2e_p99_ms"], 1), f"{_num(x['delivered'])}/{_num(x['accepted'])}", _num(x["duplicates"])]
+                   for x in k["steps"]])
+    return out
+
+
+def _overload(r: dict[str, Any]) -> list[str]:
+    o = r.get("hub-overload")
+    if not o:
+        return []
+    lat = _get(o, "intake", "latency_ms", default={})
+    service = _get(o, "intake", "service_ms", default={})
+    return ["", "## Overload: load shed with 503", "",
+            f"{_num(_get(o, 'intake', 'offered_per_second'))} req/s offered from {o.get('connections')} connections: "
+            f"{_num(_get(o, 'intake', 'accepted'))} accepted ({_num(_get(o, 'intake', 'per_second'))}/s), "
+            f"**{_num(o.get('shed'))} answered 503 with Retry-After**, other errors "
+            f"{ {k: v for k, v in _get(o, 'intake', 'errors', default={}).items() if k != 'HTTP 503'} or 'none'}; "
+            f"accepted answered in p50 {_num(service.get('p50'), 1)} / p99 {_num(service.get('p99'), 1)} ms from sending "
+            f"(p99 {_num(lat.get('p99'), 1)} ms from when due); delivered {_num(_get(o, 'end_to_end', 'completed'))} of "
+            f"{_num(_get(o, 'intake', 'accepted'))} accepted, {_num(_get(o, 'sink', 'duplicates'))} duplicates."]
 
 
 def _statements(r: dict[str, Any]) -> list[str]:

@@ -30,6 +30,8 @@ SCENARIOS = {
     "backlog": scenarios.backlog,
     "scaling": scenarios.scaling,
     "peer": scenarios.peer,
+    "knee": scenarios.knee,
+    "overload": scenarios.overload,
 }
 QUICK = {"duration": 3.0, "burst": 1500, "backlog": 3000, "scaling_count": 1000, "peer_count": 1000,
          "profile_count": 1000, "broker_messages": 2000, "validation_count": 500, "peer_steady": False}
@@ -53,6 +55,13 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--backlog", type=int, default=100000, help="deliveries queued for the backlog drain")
     p.add_argument("--scaling", type=_ints, default=[1, 2, 4], help="worker process counts")
     p.add_argument("--scaling-count", type=int, default=10000, help="deliveries queued per scaling run")
+    p.add_argument("--knee-low", type=float, default=500.0, help="knee search: a rate known to be within target")
+    p.add_argument("--knee-high", type=float, default=2500.0, help="knee search: a rate known to be past it")
+    p.add_argument("--knee-steps", type=int, default=5, help="knee search: bisection steps")
+    p.add_argument("--knee-duration", type=float, default=10.0, help="seconds of each knee and overload run")
+    p.add_argument("--knee-p99-ms", type=float, default=25.0, help="knee search: the intake p99 target, ms")
+    p.add_argument("--overload-rate", type=float, default=4000.0, help="offered rate of the overload run, req/s")
+    p.add_argument("--overload-connections", type=int, default=1024, help="connections of the overload run")
     p.add_argument("--apis", type=int, default=1, help="hub api processes")
     p.add_argument("--workers", type=int, default=2, help="hub worker processes (steady, burst, backlog)")
     # 16 sending threads per worker: bigger grouped loads and records than 4, and the best drain on 2 cores
@@ -70,6 +79,8 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="results folder (default bench/results/<UTC timestamp>)")
     p.add_argument("--fsync-off", dest="durable", action="store_false",
                    help="PostgreSQL with fsync and full_page_writes off, as the tests run it (default: its durable defaults)")
+    p.add_argument("--rabbitmq-nodes", type=int, default=1,
+                   help="RabbitMQ nodes: 1 (a single node) or 3 (the fault tests' cluster; quorum queues on all three)")
     p.add_argument("--no-copy", dest="copy", action="store_false", help="do not update bench/REPORT.md")
     args = p.parse_args(argv)
     if args.quick:
@@ -92,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     opts = options(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    from tests.support.cluster import RabbitMQCluster
     from tests.support.servers import PostgresServer, RabbitMQServer, close_all
 
     started = datetime.now(UTC)
@@ -99,13 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     clock = time.monotonic()
     print(f"bench: results in {workdir}", flush=True)
-    rabbit, postgres, sink = RabbitMQServer(), PostgresServer(durable=opts.durable), None
+    rabbit: Any = RabbitMQServer() if opts.rabbitmq_nodes == 1 else RabbitMQCluster(opts.rabbitmq_nodes)
+    postgres, sink = PostgresServer(durable=opts.durable), None
     try:
         rabbit.start()
         postgres.start()
         sink = Sink(workdir)
         info = machine.machine(rabbit.url, postgres.url)
-        info.update(argv=argv, started=started.strftime("%Y-%m-%d %H:%M"),
+        info.update(argv=argv, started=started.strftime("%Y-%m-%d %H:%M"), rabbitmq_nodes=opts.rabbitmq_nodes,
                     postgresql_settings=durability.postgres_settings(postgres.url))
         (workdir / "machine.json").write_text(json.dumps(info, indent=2))
         servers = [Group("rabbitmq", rabbit.pids()), Group("postgresql", postgres.pids())]
@@ -136,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         if sink is not None:
             sink.stop()
         stop_all()
+        if opts.rabbitmq_nodes != 1:
+            rabbit.close()
         close_all()
 
 

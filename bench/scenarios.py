@@ -195,3 +195,50 @@ def peer(ctx: Context) -> None:
         finally:
             stack.close()
     ctx.save("peer", record)
+
+
+def knee(ctx: Context) -> None:
+    """The highest steady offered rate at which intake p99 stays within the target: a bisection
+    between --knee-low and --knee-high, each step a short open-loop run on the same stack."""
+    opts = ctx.options
+    low, high, target = opts.knee_low, opts.knee_high, opts.knee_p99_ms
+    hub = hub_stack(ctx, "hubknee")
+    steps: list[dict[str, Any]] = []
+    try:
+        groups = hub.groups()
+        for _ in range(opts.knee_steps):
+            rate = round((low + high) / 2)
+            print(f"  knee: {rate} req/s for {opts.knee_duration:g} s (between {low:g} and {high:g})", flush=True)
+            result = drive(ctx, f"hub-knee-{rate}", hub.api_urls, hub.key, groups, mode="rate",
+                           count=int(rate * opts.knee_duration), rate=rate, hub=hub)
+            p99 = result["intake"].get("latency_ms", {}).get("p99")
+            ok = p99 is not None and p99 <= target and result["intake"]["accepted"] == result["intake"]["offered"]
+            steps.append({"rate": rate, "intake_p99_ms": p99, "within": ok,
+                          "e2e_p99_ms": result["end_to_end"].get("latency_ms", {}).get("p99"),
+                          "delivered": result["end_to_end"]["completed"], "accepted": result["intake"]["accepted"],
+                          "duplicates": result["sink"]["duplicates"]})
+            if ok:
+                low = rate
+            else:
+                high = rate
+        ctx.save("hub-knee", {"target_p99_ms": target, "knee_per_second": low if any(s["within"] for s in steps) else None,
+                              "steps": steps, **_setup(opts)})
+    finally:
+        hub.close()
+
+
+def overload(ctx: Context) -> None:
+    """Offered far past the knee, from many connections: the api answers what it cannot take in
+    time with 503 and Retry-After (HUB_INTAKE_MAX_WAITING) and every submission it took is delivered."""
+    opts = ctx.options
+    hub = hub_stack(ctx, "huboverload")
+    try:
+        rate = opts.overload_rate
+        print(f"  overload: {rate:g} req/s offered for {opts.knee_duration:g} s from {opts.overload_connections} "
+              "connections", flush=True)
+        result = drive(ctx, "hub-overload", hub.api_urls, hub.key, hub.groups(), mode="rate",
+                       count=int(rate * opts.knee_duration), rate=rate, connections=opts.overload_connections, hub=hub)
+        result["shed"] = result["intake"]["errors"].get("HTTP 503", 0)
+        ctx.save("hub-overload", {**_setup(opts), "connections": opts.overload_connections, **result})
+    finally:
+        hub.close()

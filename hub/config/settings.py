@@ -78,9 +78,9 @@ class Settings(BaseSettings):
     standards_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
-    # submissions of one api process waiting for their transaction; past it intake answers 503 with
-    # Retry-After (load shed, nothing stored) rather than letting every answer wait longer (docs/scale.md)
-    intake_max_waiting: int = Field(default=1000, gt=0)
+    # submissions one api process takes in at once; past it intake answers 503 with Retry-After
+    # (load shed, nothing stored) rather than letting every answer wait longer (docs/scale.md)
+    intake_max_in_flight: int = Field(default=256, gt=0)
     # one attachment's body (POST /v1/attachments), streamed: refused (413) as soon as it passes this
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # clamd's Unix socket for the attachment virus scan; unset: attachments are stored "unscanned"

@@ -10,6 +10,8 @@ its own request and hands the payload here; what happens next happens here, in t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ import structlog
 
 from hub import metrics
 from hub.config.files import Client
-from hub.errors import NotFound, ValidationFailed
+from hub.errors import NotFound, ServiceUnavailable, ValidationFailed
 from hub.intake.bounds import bound_errors
 from hub.intake.forms import FieldError, Form
 from hub.intake.group_commit import IntakeBatcher
@@ -55,7 +57,28 @@ class Intake:
     def __init__(self, runtime: Runtime, relay: Relay | None, batcher: IntakeBatcher | None = None) -> None:
         self.runtime = runtime
         self.relay = relay
-        self.batcher = batcher or IntakeBatcher(runtime.engine, max_waiting=runtime.settings.intake_max_waiting)
+        self.batcher = batcher or IntakeBatcher(runtime.engine)
+        # submissions this process is taking in (body read, checked, waiting for their transaction)
+        self.in_flight = 0
+        self.max_in_flight = runtime.settings.intake_max_in_flight
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """A front door's whole handling of one submission, counted; past `max_in_flight` the
+        submission is refused at once (503, Retry-After, nothing read or stored), so a flood
+        answers quickly instead of making every resident wait (docs/scale.md)."""
+        if self.in_flight >= self.max_in_flight:
+            metrics.SHED.inc()
+            raise ServiceUnavailable(
+                f"The hub is taking in {self.in_flight} submissions, its limit; nothing was stored. "
+                "Send it again after the seconds Retry-After gives.",
+                headers={"Retry-After": "1"},
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
     def may_submit(self, client: Client, form_id: str) -> bool:
         """A client submits only the forms it is allowed AND its council offers."""

@@ -12,31 +12,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
-from hub import metrics
-from hub.errors import IdempotencyConflict, ServiceUnavailable
+from hub.errors import IdempotencyConflict
 from hub.store import submissions as store
 
 
 class IntakeBatcher:
-    def __init__(self, engine: Engine, max_batch: int = 256, max_waiting: int = 1000) -> None:
+    def __init__(self, engine: Engine, max_batch: int = 256) -> None:
         self.engine = engine
         self.max_batch = max_batch
-        self.max_waiting = max_waiting
         self._waiting: list[tuple[store.NewSubmission, asyncio.Future[store.Accepted]]] = []
         self._writing = False
         # one writer thread of its own: cheaper hand-offs than the shared request thread pool
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="hub-intake-writer")
 
     async def accept(self, new: store.NewSubmission) -> store.Accepted:
-        """Stores the submission; raises IdempotencyConflict for a reused key with another body,
-        and ServiceUnavailable (nothing stored) while `max_waiting` submissions already wait."""
-        if len(self._waiting) >= self.max_waiting:
-            metrics.SHED.inc()
-            raise ServiceUnavailable(
-                f"The hub has {len(self._waiting)} submissions waiting to be stored, its limit; nothing was "
-                "stored. Send it again after the seconds Retry-After gives.",
-                headers={"Retry-After": "1"},
-            )
+        """Stores the submission; raises IdempotencyConflict for a reused key with another body."""
         future: asyncio.Future[store.Accepted] = asyncio.get_running_loop().create_future()
         self._waiting.append((new, future))
         if not self._writing:

@@ -30,16 +30,17 @@ def _until(check: Any, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_the_setting_bounds_each_api_process_intake() -> None:
-    assert Settings(intake_max_waiting=7).intake_max_waiting == 7
-    assert Settings().intake_max_waiting == 1000
+def test_the_setting_bounds_each_api_process_intake(hub: EmbeddedHub) -> None:
+    assert Settings().intake_max_in_flight == 256
+    assert hub.app.state.intake.max_in_flight == hub.runtime.settings.intake_max_in_flight
 
 
 def test_past_the_bound_a_submission_is_refused_with_retry_after_and_nothing_is_lost(
     hub: EmbeddedHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    batcher = hub.app.state.intake.batcher
-    batcher.max_waiting = 2
+    intake = hub.app.state.intake
+    intake.max_in_flight = 3
+    batcher = intake.batcher
     writing, release = threading.Event(), threading.Event()
     real = store.accept_many
 
@@ -51,7 +52,7 @@ def test_past_the_bound_a_submission_is_refused_with_retry_after_and_nothing_is_
     monkeypatch.setattr(store, "accept_many", slow_database)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(hub.post, "missed-bin-collection", PAYLOAD, headers={"Idempotency-Key": "k-1"})
-        _until(writing.is_set)  # the first is in its transaction; the next two wait for theirs
+        _until(writing.is_set)  # the first is in its transaction; the next two wait for theirs: 3 in hand
         waiting = [pool.submit(hub.post, "missed-bin-collection", PAYLOAD, headers={"Idempotency-Key": f"k-{i}"})
                    for i in (2, 3)]
         _until(lambda: len(batcher._waiting) == 2)

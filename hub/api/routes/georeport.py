@@ -80,7 +80,7 @@ def create_router(services_file: Path) -> APIRouter:
         ]
         return {"service_code": service.service_code, "attributes": attributes}
 
-    @router.post("/requests.json", responses={**error_responses(400, 403, 404, 413), **problem_responses(429)}, openapi_extra=_REQUEST_BODY)
+    @router.post("/requests.json", responses={**error_responses(400, 403, 404, 413), **problem_responses(429, 503)}, openapi_extra=_REQUEST_BODY)
     async def create_request(request: Request, intake: IntakeDep) -> JSONResponse:
         runtime = intake.runtime
         try:
@@ -119,7 +119,8 @@ def create_router(services_file: Path) -> APIRouter:
         idempotency_key = f"open311:{code}:{repeat_of[0]}" if isinstance(repeat_of, list) and repeat_of else None
         body_sha256 = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
         try:
-            accepted = await intake.accept(Submission(client, form, payload, body_sha256, idempotency_key, "open311"))
+            with intake.admitted():  # a flood is a 503 problem with Retry-After, as on /v1
+                accepted = await intake.accept(Submission(client, form, payload, body_sha256, idempotency_key, "open311"))
             reference = accepted.reference
         except ValidationFailed as invalid:
             # in GeoReport's terms: the client's own field names, not the form's pointers

@@ -165,7 +165,8 @@ def create_router(forms_file: Path, standards_dir: Path | None = None, max_strin
         # forms-runner gives every submission its own reference: a resend of it is a repeat
         reference = payload.get("submission_reference")
         key = idempotency_key or (f"govuk:{reference}" if isinstance(reference, str) and reference else None)
-        accepted = await intake.accept(Submission(client, form, payload, sha256(body), key, "govuk-forms"))
+        with intake.admitted():
+            accepted = await intake.accept(Submission(client, form, payload, sha256(body), key, "govuk-forms"))
         return receipt(intake.runtime, accepted)
 
     return router

@@ -99,8 +99,9 @@ async def accept_submission(
     if not is_json(media_type(request)):
         raise UnsupportedMediaType("Send the submission as JSON with Content-Type: application/json.")
     resident = signed_in_resident(request)
-    body = await read_body(request, intake.runtime.settings.max_body_bytes)
-    accepted = await intake.accept(Submission(client, form, parse_json(body), sha256(body), idempotency_key, "api", resident))
+    with intake.admitted():
+        body = await read_body(request, intake.runtime.settings.max_body_bytes)
+        accepted = await intake.accept(Submission(client, form, parse_json(body), sha256(body), idempotency_key, "api", resident))
     return receipt(intake.runtime, accepted)
 
 
