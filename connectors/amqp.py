@@ -25,7 +25,7 @@ from kombu.entity import Exchange
 from kombu.messaging import Producer
 from pydantic import Field, field_validator
 
-from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
+from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Preview, Secrets
 from hub.errors import ConfigError, DeliveryError, OutboundRefused, PermanentError, TransientError
 from hub.logs import get_logger
 from hub.outbound.guard import check_host, network_hosts
@@ -122,8 +122,13 @@ class AmqpConnector(Connector):
 
     # -- sending --------------------------------------------------------------------------
 
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        headers = (("message_id", context.idempotency_key), ("type", context.form_id), ("x-hub-reference", context.reference))
+        return Preview("AMQP", f"exchange {self.options.exchange}, routing key {self.routing_key(context)}", headers,
+                       "application/json", _body(record).decode())
+
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
-        body = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+        body = _body(record)
         routing_key = self.routing_key(context)
         with self._lock:
             try:
@@ -230,6 +235,10 @@ class AmqpConnector(Connector):
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+def _body(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _open(connection: Connection) -> None:

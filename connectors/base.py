@@ -1,11 +1,13 @@
 """The one small interface every connector implements: `send(record, context)` and `check()`,
-and, for back offices that cannot push status updates, an optional `poll_status(references)`.
+and, for back offices that cannot push status updates, an optional `poll_status(references)`;
+`preview(record, context)` shows what `send` would put on the wire, sending nothing.
 
 A connector owns a pydantic model of its options and is built from it by the registry.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +60,24 @@ class PollingNotSupported(ConfigError):
 class Health:
     ok: bool
     detail: str
+
+
+# what a preview shows instead of a credential
+HIDDEN = "[secret]"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `send` would put on the wire for one record, nothing sent: how it goes (`REST POST
+    https://...`), the headers with every credential replaced by HIDDEN, and the exact body."""
+
+    protocol: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    content_type: str
+    body: str
+    # what may differ at the real send (a date, MIME boundaries), said beside the body
+    note: str = ""
 
 
 class Secrets:
@@ -117,6 +137,12 @@ class Connector(ABC):
     @abstractmethod
     def check(self) -> Health:
         """Test settings, connectivity and credentials without sending a record."""
+
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        """The request `send` would make for this record, built by the same code, nothing sent
+        and no credential shown. The default: the record as JSON, for connectors that say no more."""
+        body = json.dumps(record, ensure_ascii=False, indent=2)
+        return Preview(type(self).__name__, self.name, (), "application/json", body, "the record as the mapping made it")
 
     def poll_status(self, external_references: list[str]) -> list[StatusReport]:
         """The current status of these records (the references the back office gave on delivery,

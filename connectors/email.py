@@ -30,7 +30,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Secrets
+from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Preview, Secrets
 from hub.errors import ConfigError, DeliveryError, OutboundRefused, PermanentError, TransientError
 from hub.logs import get_logger
 from hub.outbound.guard import check_host
@@ -178,6 +178,13 @@ class EmailConnector(Connector):
         table = record_csv(record).encode("utf-8-sig")
         message.add_attachment(table, maintype="text", subtype="csv", filename="record.csv", params={"charset": "utf-8"})
         return message
+
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        """The message `send` hands to SMTP, as text (no credential is part of a message)."""
+        message = self.build_message(record, context)
+        target = f"SMTP {self.options.host}:{self.options.effective_port} to {', '.join(self.options.to)}"
+        return Preview("e-mail", target, (), "message/rfc822", message.as_string(),
+                       "the Date header and the MIME boundaries are made afresh at each send")
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         sample = DeliveryContext("HUB-0000000000", self.name, 0, f"HUB-0000000000/{self.name}", 1, "tenant", "form")

@@ -162,6 +162,7 @@ async def replay_delivery(
 
 def install(app: FastAPI) -> None:
     """The console's routes, static files, headers and error pages on the hub's app."""
+    from hub.console import connectors  # noqa: F401  (its routes join the console's router)
     app.include_router(router)
     static_files.install(app)
     app.add_exception_handler(ConsoleError, console_error)

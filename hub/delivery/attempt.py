@@ -46,6 +46,19 @@ def idempotency_key(reference: str, connector: str) -> str:
     return f"{reference}/{connector}"
 
 
+def mapping_meta(reference: str, form_id: str, form_version: int, received_at: datetime, tenant: str, connector: str) -> dict[str, Any]:
+    """What a mapping may read beside the payload (`meta.*`): the worker's, and the console's preview."""
+    return {
+        "reference": reference,
+        "form_id": form_id,
+        "form_version": form_version,
+        "received_at": received_at.isoformat(),
+        "tenant": tenant,
+        "connector": connector,
+        "idempotency_key": idempotency_key(reference, connector),
+    }
+
+
 @dataclass(frozen=True)
 class Result:
     outcome: str
@@ -160,15 +173,7 @@ class DeliveryHandler:
         started = datetime.now(UTC)
         attempt = job.attempts + 1
         key = idempotency_key(job.reference, job.connector)
-        meta = {
-            "reference": job.reference,
-            "form_id": job.form_id,
-            "form_version": job.form_version,
-            "received_at": job.received_at.isoformat(),
-            "tenant": job.tenant,
-            "connector": job.connector,
-            "idempotency_key": key,
-        }
+        meta = mapping_meta(job.reference, job.form_id, job.form_version, job.received_at, job.tenant, job.connector)
         context = DeliveryContext(job.reference, job.connector, job.delivery_id, key, attempt, job.tenant, job.form_id)
         clock = time.perf_counter()
         try:
