@@ -19,6 +19,7 @@ import time_machine
 from pydantic import SecretStr
 
 from connectors.kit import FakeBackOffice
+from connectors.testing import RecordingConnector
 from hub.api.app import create_app
 from hub.config.settings import Settings
 from hub.console.connectors import PREVIEW_REFERENCE
@@ -194,6 +195,26 @@ def test_the_preview_is_exactly_the_body_the_worker_sends_for_the_same_sample(co
     [sent] = office.received
     assert sent.body.decode().replace(reference, PREVIEW_REFERENCE) == body
     assert json.loads(body)["client_unique_identifier"] == f"{PREVIEW_REFERENCE}/crm"
+
+
+def test_the_preview_shows_the_record_a_recording_connector_receives_for_the_same_sample(console: Console) -> None:
+    crm = console.runtime.config.connectors["crm"]
+    console.runtime.config.connectors["crm"] = crm.model_copy(update={"type": "recording", "options": {}})
+    RecordingConnector.clear("crm")
+    start = datetime.now(UTC).replace(second=0, microsecond=0)
+    with time_machine.travel(start, tick=True):
+        admin = console.signed_in_as("westvale-admin")
+        shown = admin.post("/console/connectors/crm/preview", data={
+            "csrf_token": csrf(admin.get("/console/connectors/crm")), "mapping": "missed-bin-collection", "sample": "", "payload": json.dumps(GENERAL)})
+        reference = console.submit("westvale", GENERAL)
+    assert shown.status_code == 200, shown.text
+    body = unescape(re.search(r'<pre class="console-preview" id="preview-body"[^>]*>(.*?)</pre>', shown.text, re.S).group(1))  # type: ignore[union-attr]
+    assert RecordingConnector.received("crm") == []
+    assert deliver(console, console.delivery_ids(reference)["crm"]) == "delivered"
+    [received] = RecordingConnector.received("crm")
+    sent = json.dumps(received.record, ensure_ascii=False, indent=2)
+    assert sent.replace(reference, PREVIEW_REFERENCE) == body
+    RecordingConnector.clear("crm")
 
 
 def test_bad_pasted_json_gets_an_error_summary_naming_the_field(console: Console, office: FakeBackOffice) -> None:
