@@ -94,9 +94,13 @@ async def connectors_page(request: Request, runtime: RuntimeDep, signed: SignedD
     return signed.page(request, "connectors.html", connectors=await _rows(runtime, signed, names))
 
 
-def _mappings(runtime: Runtime, name: str) -> list[str]:
-    """The forms with a mapping to this connector."""
-    return sorted(form for form, connector in runtime.mappings if connector == name)
+def _mappings(runtime: Runtime, signed: Signed, name: str) -> list[str]:
+    """The forms with a mapping to this connector that this person's council offers (every one for
+    platform staff)."""
+    tenant = runtime.config.tenants.get(signed.scope) if signed.scope is not None else None
+    if signed.scope is not None and tenant is None:
+        return []
+    return sorted(form for form, connector in runtime.mappings if connector == name and (tenant is None or tenant.offers(form)))
 
 
 def _samples(runtime: Runtime, forms: list[str]) -> dict[str, list[str]]:
@@ -110,7 +114,7 @@ def _samples(runtime: Runtime, forms: list[str]) -> dict[str, list[str]]:
 
 async def _detail(request: Request, runtime: Runtime, signed: Signed, name: str, status: int = 200, **shown: Any) -> Response:
     [row] = await _rows(runtime, signed, [name])
-    forms = _mappings(runtime, name)
+    forms = _mappings(runtime, signed, name)
     given = {"mapping": forms[0] if forms else "", "sample": "", "payload": "", **shown.pop("given", {})}
     return signed.page(request, "connector.html", status=status, connector=row, forms=forms,
                        samples=_samples(runtime, forms), given=given, errors=shown.pop("errors", []), **shown)
@@ -210,7 +214,7 @@ async def preview(request: Request, name: Name, runtime: RuntimeDep, signed: Sig
     signed.require("operator")
     given = {k: signed.form.get(k, "") for k in ("mapping", "sample", "payload")}
     errors: list[dict[str, str]] = []
-    forms = _mappings(runtime, name)
+    forms = _mappings(runtime, signed, name)
     if given["mapping"] not in forms:
         errors.append({"field": "mapping", "text": f"Choose a mapping to {name} from the list"})
         return await _detail(request, runtime, signed, name, status=400, given=given, errors=errors)

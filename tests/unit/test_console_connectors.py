@@ -257,3 +257,14 @@ def test_the_pages_answer_a_browser_without_a_session_with_sign_in(console: Cons
         assert answer.status_code == 303 and answer.headers["location"] == "/console/sign-in"
     refused = browser.post("/console/connectors/crm/pause", data={"csrf_token": "x"})
     assert refused.status_code == 303 and refused.headers["location"] == "/console/sign-in"
+
+
+def test_only_the_forms_a_council_offers_are_offered_for_preview(console: Console) -> None:
+    westvale = console.signed_in_as("westvale-admin")
+    page = westvale.get("/console/connectors/crm").text
+    assert '<option value="missed-bin-collection">' in page and 'value="govuk-all-question-types"' not in page
+    token = csrf(westvale.get("/console/connectors/crm"))
+    refused = westvale.post("/console/connectors/crm/preview", data={"csrf_token": token, "mapping": "govuk-all-question-types", "payload": "{}"})
+    assert refused.status_code == 400 and 'href="#mapping">Choose a mapping to crm from the list' in refused.text
+    platform = console.signed_in_as("ict-operator").get("/console/connectors/crm").text
+    assert 'value="govuk-all-question-types"' in platform
