@@ -123,8 +123,9 @@ class AmqpConnector(Connector):
     # -- sending --------------------------------------------------------------------------
 
     def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
-        where = f"AMQP exchange {self.options.exchange!r}, routing key {self.routing_key(context)!r}"
-        return Preview(where, "application/json", _body(record).decode())
+        headers = (("message_id", context.idempotency_key), ("type", context.form_id), ("x-hub-reference", context.reference))
+        return Preview("AMQP", f"exchange {self.options.exchange}, routing key {self.routing_key(context)}", headers,
+                       "application/json", _body(record).decode())
 
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
         body = _body(record)
@@ -236,11 +237,10 @@ class AmqpConnector(Connector):
             self._drop()
 
 
+def _body(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _open(connection: Connection) -> None:
     # one attempt, no sleeping between tries: the worker's backoff decides when to try again
     connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
-
-
-def _body(record: Mapping[str, Any]) -> bytes:
-    """The message body send publishes (and preview shows)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,5 +1,6 @@
 """The one small interface every connector implements: `send(record, context)` and `check()`,
-and, for back offices that cannot push status updates, an optional `poll_status(references)`.
+and, for back offices that cannot push status updates, an optional `poll_status(references)`;
+`preview(record, context)` shows what `send` would put on the wire, sending nothing.
 
 A connector owns a pydantic model of its options and is built from it by the registry.
 """
@@ -56,19 +57,27 @@ class PollingNotSupported(ConfigError):
 
 
 @dataclass(frozen=True)
-class Preview:
-    """What `send` would put on the wire for one record, without sending it: where it goes, as
-    what media type, and the body itself (a credential carried in the body is left out)."""
-
-    destination: str
-    media_type: str
-    body: str
-
-
-@dataclass(frozen=True)
 class Health:
     ok: bool
     detail: str
+
+
+# what a preview shows instead of a credential
+HIDDEN = "[secret]"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `send` would put on the wire for one record, nothing sent: how it goes (`REST POST
+    https://...`), the headers with every credential replaced by HIDDEN, and the exact body."""
+
+    protocol: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    content_type: str
+    body: str
+    # what may differ at the real send (a date, MIME boundaries), said beside the body
+    note: str = ""
 
 
 class Secrets:
@@ -129,6 +138,12 @@ class Connector(ABC):
     def check(self) -> Health:
         """Test settings, connectivity and credentials without sending a record."""
 
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        """The request `send` would make for this record, built by the same code, nothing sent
+        and no credential shown. The default: the record as JSON, for connectors that say no more."""
+        body = json.dumps(record, ensure_ascii=False, indent=2)
+        return Preview(type(self).__name__, self.name, (), "application/json", body, "the record as the mapping made it")
+
     def poll_status(self, external_references: list[str]) -> list[StatusReport]:
         """The current status of these records (the references the back office gave on delivery,
         a bounded batch); a record the back office does not know is left out. Raise TransientError
@@ -144,12 +159,6 @@ class Connector(ABC):
     @property
     def can_poll_status(self) -> bool:
         return type(self).poll_status is not Connector.poll_status
-
-    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
-        """The exact body `send` builds for this record, with the same code, sending nothing (the
-        console's edit-then-replay shows it). The default, for a connector that does not say: the
-        record as JSON."""
-        return Preview(f"{self.name} ({type(self).__name__})", "application/json", json.dumps(record, ensure_ascii=False, indent=2))
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         """Problems that would stop the back office accepting this record, found offline

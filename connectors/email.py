@@ -180,10 +180,11 @@ class EmailConnector(Connector):
         return message
 
     def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
-        # the message send hands to the SMTP server, built by the same method
+        """The message `send` hands to SMTP, as text (no credential is part of a message)."""
         message = self.build_message(record, context)
-        where = f"e-mail to {', '.join(self.options.to)} via {self.options.host}:{self.options.effective_port}"
-        return Preview(where, "message/rfc822", message.as_string())
+        target = f"SMTP {self.options.host}:{self.options.effective_port} to {', '.join(self.options.to)}"
+        return Preview("e-mail", target, (), "message/rfc822", message.as_string(),
+                       "the Date header and the MIME boundaries are made afresh at each send")
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         sample = DeliveryContext("HUB-0000000000", self.name, 0, f"HUB-0000000000/{self.name}", 1, "tenant", "form")

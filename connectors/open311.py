@@ -15,7 +15,7 @@ import httpx
 from pydantic import Field
 
 from connectors import http
-from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Preview, Secrets, StatusReport
+from connectors.base import HIDDEN, Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Preview, Secrets, StatusReport
 from hub.errors import PermanentError
 
 # The GeoReport v2 POST fields a record may carry; `attributes` becomes attribute[code]=value.
@@ -74,9 +74,12 @@ class Open311Connector(Connector):
         return fields
 
     def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
-        # as send encodes it; the api_key's value is a credential, named rather than shown
-        body = urlencode([("api_key", f"[{self.options.api_key_env}]"), *self.form_fields(record, context.idempotency_key)])
-        return Preview(f"POST {self._base}/requests.json", "application/x-www-form-urlencoded", body)
+        problems = self.validate_record(record)
+        if problems:
+            raise PermanentError(f"record cannot be sent to {self.name}: {'; '.join(problems)}")
+        body = urlencode([("api_key", HIDDEN), *self.form_fields(record, context.idempotency_key)])
+        return Preview("Open311 (GeoReport v2)", f"POST {self._base}/requests.json", (),
+                       "application/x-www-form-urlencoded; charset=utf-8", body)
 
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
         problems = self.validate_record(record)

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 
 from connectors import http
 from connectors.base import (
+    HIDDEN,
     BasicAuth,
     Connector,
     ConnectorOptions,
@@ -75,17 +76,21 @@ class RestConnector(Connector):
         self._fixed = {"Accept": "*/*", "Content-Type": "application/json"}
         self._timeouts = httpx.Timeout(options.timeout_seconds, connect=options.connect_timeout_seconds).as_dict()
 
-    def _headers(self, context: DeliveryContext | None) -> dict[str, str]:
+    def _headers(self, context: DeliveryContext | None, hidden: bool = False) -> dict[str, str]:
+        """The request's headers; `hidden` (a preview) puts HIDDEN where a credential goes, unread."""
         headers = {"User-Agent": "council-connector-hub", **self.options.headers}
         for header, env_name in self.options.secret_headers.items():
-            headers[header] = self.secrets.env(env_name)
+            headers[header] = HIDDEN if hidden else self.secrets.env(env_name)
         auth = self.options.auth
         if isinstance(auth, BearerAuth):
-            headers["Authorization"] = f"Bearer {self.secrets.env(auth.token_env)}"
+            headers["Authorization"] = f"Bearer {HIDDEN if hidden else self.secrets.env(auth.token_env)}"
         elif isinstance(auth, BasicAuth):
             # read on every call, so a rotated password is used without a restart
-            pair = f"{auth.username}:{self.secrets.env(auth.password_env)}".encode()
-            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
+            if hidden:
+                headers["Authorization"] = f"Basic {HIDDEN}"
+            else:
+                pair = f"{auth.username}:{self.secrets.env(auth.password_env)}".encode()
+                headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
         if context is not None and self.options.idempotency_header:
             headers[self.options.idempotency_header] = context.idempotency_key
         return headers
@@ -109,8 +114,9 @@ class RestConnector(Connector):
         return self._transport.exchange(self.options.method, self._url, headers, body, self._timeouts)
 
     def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
-        # the bytes _post sends, from the same function
-        return Preview(f"{self.options.method} {self.options.url}", "application/json", _json_bytes(record).decode())
+        body = _json_bytes(record)  # the very bytes `_post` sends
+        headers = (*self._fixed.items(), *self._headers(context, hidden=True).items())
+        return Preview("REST/JSON", f"{self.options.method} {self.options.url}", tuple(headers), "application/json", body.decode())
 
     def check(self) -> Health:
         url = self.options.check_url or self.options.url

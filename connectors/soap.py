@@ -19,13 +19,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 import jmespath
 import zeep.exceptions
-from lxml import etree
 from pydantic import Field, field_validator
 from zeep.helpers import serialize_object
+from zeep.wsdl.utils import etree_to_string
 from zeep.wsse.username import UsernameToken
 
 from connectors import http
-from connectors.base import BasicAuth, Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Preview, Secrets, StatusReport
+from connectors.base import (
+    HIDDEN,
+    BasicAuth,
+    Connector,
+    ConnectorOptions,
+    DeliveryContext,
+    Health,
+    Outcome,
+    Preview,
+    Secrets,
+    StatusReport,
+)
 from connectors.soap_loader import HttpStatus, argument_lines, load_client, record_problems
 from hub.errors import ConfigError, DeliveryError, PermanentError, TransientError
 
@@ -197,24 +208,10 @@ class SoapConnector(Connector):
                 self._client.wsse = UsernameToken(auth.username, password)  # type: ignore[no-untyped-call]
             self._auth_ready = True
 
-    def _arguments(self, record: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]:
+    def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
         arguments = copy.deepcopy(dict(record))
         if self.options.idempotency_field:
-            _set_path(arguments, self.options.idempotency_field, idempotency_key)
-        return arguments
-
-    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
-        # the envelope zeep builds for the call send makes (WS-Security headers are added at send)
-        try:
-            envelope = self._client.create_message(  # type: ignore[no-untyped-call]
-                self._proxy, self.options.operation, **self._arguments(record, context.idempotency_key))
-        except (zeep.exceptions.Error, TypeError, ValueError) as exc:
-            raise PermanentError(f"the record does not fit {self.options.operation}: {str(exc).split('. Signature:')[0][:300]}") from None
-        body = etree.tostring(envelope, pretty_print=True, encoding="unicode")
-        return Preview(f"SOAP {self.options.operation} at {self.address}", "text/xml", body)
-
-    def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
-        arguments = self._arguments(record, context.idempotency_key)
+            _set_path(arguments, self.options.idempotency_field, context.idempotency_key)
         self._ensure_auth()
         result = self._call(arguments)
         body = serialize_object(result, dict)  # type: ignore[no-untyped-call]
@@ -300,6 +297,26 @@ class SoapConnector(Connector):
         except (zeep.exceptions.Error, TypeError, ValueError) as exc:
             return [f"{self.options.operation}: {str(exc).split('. Signature:')[0][:300]}"]
         return []
+
+    def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        """The envelope zeep would post, built by the binding `send` goes through (its plug-ins
+        and WS-Security too, when a send has set it up), with every password and nonce hidden."""
+        arguments = copy.deepcopy(dict(record))
+        if self.options.idempotency_field:
+            _set_path(arguments, self.options.idempotency_field, context.idempotency_key)
+        try:
+            envelope, headers = self._binding._create(self.options.operation, (), arguments, client=self._client)
+        except (zeep.exceptions.Error, TypeError, ValueError) as exc:
+            raise PermanentError(f"the record does not fit {self.options.operation}: {str(exc).split('. Signature:')[0][:300]}") from None
+        for element in envelope.iter():
+            if isinstance(element.tag, str) and element.tag.rpartition("}")[2] in ("Password", "Nonce"):
+                element.text = HIDDEN
+        shown = [(k, str(v)) for k, v in dict(headers).items()]
+        if isinstance(self.options.auth, BasicAuth):
+            shown.append(("Authorization", f"Basic {HIDDEN}"))
+        body = etree_to_string(envelope).decode("utf-8")  # type: ignore[no-untyped-call]
+        note = "WS-Security adds a fresh timestamp and nonce at each send" if self.options.auth and not isinstance(self.options.auth, BasicAuth) else ""
+        return Preview("SOAP", f"{self.options.operation} at {self.address}", tuple(shown), "text/xml; charset=utf-8", body, note)
 
     def check(self) -> Health:
         url = self.options.check_url or f"{self.address}?wsdl"

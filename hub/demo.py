@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from hub.api.app import create_app
 from hub.api.server_thread import ServerThread
@@ -28,6 +29,7 @@ from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
 from hub.store import submissions as store
 from hub.store.migrate import upgrade
+from simulators import identity
 from simulators.catalogue import DemoBackOffice, start_all
 
 
@@ -55,6 +57,23 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(out)
 
 
+def console_sign_in(runtime: Runtime, api_port: int, idp_port: int = 0) -> identity.IdentityProvider | None:
+    """Starts the demo's identity provider and points the hub's staff sign-in at it, unless a
+    provider is configured already (HUB_OIDC_ISSUER). The console is then reached on localhost:
+    the name browsers treat as a secure context for its `__Host-` cookie."""
+    settings = runtime.settings
+    if settings.oidc_issuer:
+        return None
+    hub_url = f"http://{identity.HOST}:{api_port}"
+    person = identity.demo_person(runtime.config.staff)
+    provider = identity.start(person, [f"{hub_url}/console/callback", f"{hub_url}/v1/auth/callback"], idp_port)
+    settings.staff_auth = "both" if settings.staff_auth == "local" else settings.staff_auth
+    settings.oidc_issuer, settings.oidc_client_id = provider.url, provider.client_id
+    settings.oidc_client_secret = SecretStr(provider.client_secret)
+    settings.public_url = hub_url
+    return provider
+
+
 def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: int | None, timeout: float) -> int:
     log_path = Path(settings.database_url.removeprefix("sqlite:///")).parent if settings.database_url.startswith("sqlite:///") else Path("var")
     log_path.mkdir(parents=True, exist_ok=True)
@@ -78,6 +97,13 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
     if "HUB_PUBLIC_URL" not in environ:
         # status URLs handed to front ends point at the port the demo actually listens on
         runtime.settings.public_url = api.url
+    try:
+        provider = console_sign_in(runtime, api.port, settings.demo_idp_port)
+    except OSError as exc:
+        api.stop()
+        print(f"Cannot start the demo's identity provider on port {settings.demo_idp_port}: {exc.strerror}. "
+              "Choose another with HUB_DEMO_IDP_PORT (0: any free port).")
+        return 2
     stop = threading.Event()
     worker = Worker(runtime, concurrency=4)
     worker_thread = threading.Thread(target=worker.run, args=(stop, 5.0), name="hub-worker", daemon=True)
@@ -91,6 +117,9 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
         statuses = _wait(runtime, [p.reference for p in posted if p.reference], timeout)
         all_delivered = _report(posted, statuses, simulators)
         print(f"\nThe demo client's API key: {api_key}   (set your own with HUB_DEMO_API_KEY)")
+        if provider is not None:
+            print(f"Staff console: open {runtime.settings.public_url}/console and press \"{provider.subject}\" on the "
+                  f"identity provider's page ({provider.url}): you are signed in as {provider.name}.")
         if once:
             return 0 if all_delivered else 1
         sample = shlex.quote(json.dumps(_samples(settings.schemas_dir, ["missed-bin-collection"])[0][2], ensure_ascii=False))
@@ -108,6 +137,8 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
         worker_thread.join(10)
         periodic.join(5)
         api.stop()
+        if provider is not None:
+            provider.stop()
         for office in simulators:
             office.stop()
         runtime.close()

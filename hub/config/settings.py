@@ -143,6 +143,8 @@ class Settings(BaseSettings):
 
     demo_api_key: str | None = None
     demo_port: int = 8000
+    # the demo's identity provider (simulators/identity.py): 0 takes a free port
+    demo_idp_port: int = Field(default=0, ge=0, le=65535)
 
     @model_validator(mode="before")
     @classmethod

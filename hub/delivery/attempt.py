@@ -46,19 +46,24 @@ def idempotency_key(reference: str, connector: str) -> str:
     return f"{reference}/{connector}"
 
 
+def mapping_meta(reference: str, form_id: str, form_version: int, received_at: datetime, tenant: str, connector: str) -> dict[str, Any]:
+    """What a mapping may read beside the payload (`meta.*`): the worker's, and the console's previews."""
+    return {
+        "reference": reference,
+        "form_id": form_id,
+        "form_version": form_version,
+        "received_at": received_at.isoformat(),
+        "tenant": tenant,
+        "connector": connector,
+        "idempotency_key": idempotency_key(reference, connector),
+    }
+
+
 def prepared(job: deliveries.DeliveryJob, attempt: int) -> tuple[dict[str, Any], DeliveryContext]:
     """What the mapping may read besides the answers (`meta`), and the connector's context, for
     this attempt of the delivery (the console's preview of a correction builds the same)."""
     key = idempotency_key(job.reference, job.connector)
-    meta = {
-        "reference": job.reference,
-        "form_id": job.form_id,
-        "form_version": job.form_version,
-        "received_at": job.received_at.isoformat(),
-        "tenant": job.tenant,
-        "connector": job.connector,
-        "idempotency_key": key,
-    }
+    meta = mapping_meta(job.reference, job.form_id, job.form_version, job.received_at, job.tenant, job.connector)
     return meta, DeliveryContext(job.reference, job.connector, job.delivery_id, key, attempt, job.tenant, job.form_id)
 
 

@@ -65,6 +65,6 @@ async def correct_delivery(
         "reference": found.reference,
         "connector": found.connector,
         "changes": [c.as_dict() for c in checked.changes],
-        "body": {"destination": preview.destination, "media_type": preview.media_type, "body": preview.body} if preview else None,
+        "body": {"destination": preview.target, "protocol": preview.protocol, "media_type": preview.content_type, "body": preview.body} if preview else None,
         "replayed": done,
     }
