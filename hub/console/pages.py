@@ -162,6 +162,7 @@ async def replay_delivery(
 
 def install(app: FastAPI) -> None:
     """The console's routes, static files, headers and error pages on the hub's app."""
+    from hub.console import admin_pages  # noqa: F401  (clients and keys, webhooks, audit log: adds its routes to `router`)
     app.include_router(router)
     static_files.install(app)
     app.add_exception_handler(ConsoleError, console_error)
