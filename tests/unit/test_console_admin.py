@@ -18,7 +18,11 @@ from fastapi.testclient import TestClient
 
 from hub.console.admin_pages import neutralised
 from hub.store import audit, clients, webhooks
-from tests.unit.test_console import Console, console, csrf  # noqa: F401  (the fixture)
+from tests.unit import test_console
+from tests.unit.test_console import Console, csrf
+
+# test_console.py's fixture: a hub with the real OIDC mock, on SQLite under tmp_path
+console = test_console.console
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
