@@ -138,6 +138,7 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/admin/clients", STAFF, nothing, OWN),
     Row("POST", "/v1/admin/clients", STAFF, lambda a: {"json": {"id": "b-made-for-a", "tenant": "eastmoor"}}, NOT_FOUND),
     Row("POST", "/v1/admin/clients/{client_id}/revoke", STAFF, lambda a: {"client_id": a.client_id}, NOT_FOUND),
+    Row("POST", "/v1/admin/clients/{client_id}/rotate", STAFF, lambda a: {"client_id": a.client_id}, NOT_FOUND),
     *(Row(method, "/v1/admin/clients", STAFF, nothing, OWN) for method in ("PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")),
     # sign-in (local tokens only in this hub: nothing to reach)
     Row("GET", "/v1/auth/login", PUBLIC, nothing, OWN),
