@@ -1,18 +1,19 @@
 """The console's admin services on a real PostgreSQL: a key rotation keeps the old key for its
-grace period, and the audit search (reference inside jsonb detail, newest first, batches) scoped
-to one tenant."""
+grace period, the audit search (reference inside jsonb detail, newest first, batches) scoped
+to one tenant, and a webhook disabled (its waiting events failed) then deleted with its events."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
 from sqlalchemy import Engine
 
 from hub.config.files import hash_api_key
-from hub.store import audit, audit_search, clients
+from hub.privacy.sealing import Sealer, new_key
+from hub.store import audit, audit_search, clients, webhooks
 from hub.store.db import make_engine
 from hub.store.migrate import upgrade
 from tests.support.servers import PostgresServer
@@ -55,3 +56,23 @@ def test_the_audit_search_finds_a_reference_in_the_detail_and_reads_in_batches(e
     assert len(first) == 5 and older is not None
     rest, last = audit_search.page(engine, every, before_id=older, size=5)
     assert [e["target"] for e in rest] == ["delivery:1", "delivery:0"] and last is None
+
+
+def test_a_disabled_webhook_fails_its_waiting_events_and_a_deleted_one_takes_them_with_it(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    hook = webhooks.Webhook("wh_pg1", "westvale", "wv-kiosk", "http://127.0.0.1:9/h", webhooks.EVENT_TYPES, now,
+                            (webhooks.Secret("whsec_x", now),))
+    webhooks.create(engine, Sealer.from_keys([new_key()]), hook)
+    with engine.begin() as conn:
+        assert webhooks.enqueue(conn, "wv-kiosk", "delivery.parked", "msg_1", {"a": 1}, now) == 1
+    assert webhooks.disable(engine, "eastmoor", "wh_pg1", now) is None
+    assert webhooks.disable(engine, "westvale", "wh_pg1", now) == {"tenant": "westvale", "client_id": "wv-kiosk", "url": "http://127.0.0.1:9/h"}
+    [recent] = webhooks.recent_deliveries(engine, ["wh_pg1"])["wh_pg1"]
+    assert recent["state"] == "failed" and recent["last_error"] == "the webhook was disabled"
+    with engine.begin() as conn:
+        assert webhooks.enqueue(conn, "wv-kiosk", "delivery.parked", "msg_2", {"a": 2}, now) == 0
+    [listed] = webhooks.for_tenant(engine, "westvale")
+    assert listed["disabled_at"] is not None and webhooks.for_tenant(engine, "eastmoor") == []
+    assert webhooks.delete_for_tenant(engine, "eastmoor", "wh_pg1") is None
+    assert webhooks.delete_for_tenant(engine, None, "wh_pg1") is not None
+    assert webhooks.for_tenant(engine, None) == [] and webhooks.recent_deliveries(engine, ["wh_pg1"])["wh_pg1"] == []
