@@ -6,13 +6,14 @@ and without errors. The fixtures are test_console_browser.py's, taken by name.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from hub.store import clients
 from tests.browser import test_console_browser as shared
-from tests.browser.test_console_browser import RunningHub, sign_in, violations
+from tests.browser.test_console_browser import RunningHub, sign_in, tab_to, violations
 
 pytestmark = pytest.mark.browser
 
@@ -84,3 +85,22 @@ def test_an_admin_rotates_a_key_sees_it_once_and_every_admin_page_passes_axe(hub
     assert violations(page) == []
     assert page.csp_violations == []
     assert page.script_errors == []
+
+
+def test_a_key_is_rotated_by_keyboard_only(hub: RunningHub, page: Any) -> None:
+    _, old = clients.create(hub.runtime.engine, clients.NewClient("wv-keyboard-app", "westvale"), "cli:test")
+    sign_in(page, hub)
+    tab_to(page, "document.activeElement.getAttribute('href') === '/console/clients'")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{hub.url}/console/clients")
+    tab_to(page, "document.activeElement.id === 'grace-wv-keyboard-app'", presses=120)
+    page.keyboard.press("Control+A")
+    page.keyboard.type("1")
+    tab_to(page, "document.activeElement.textContent.includes('Rotate key of wv-keyboard-app')")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{hub.url}/console/clients/wv-keyboard-app/rotate")
+    key = page.locator("#new-key").input_value()
+    assert key.startswith("cch_") and key != old
+    stored = clients.get(hub.runtime.engine, "wv-keyboard-app")
+    assert stored is not None and stored.previous_key_expires_at is not None and stored.rotated_at is not None
+    assert stored.previous_key_expires_at - stored.rotated_at == timedelta(hours=1)
