@@ -116,7 +116,8 @@ def find_client(runtime: Runtime, cache: ClientCache, key: str) -> Client | None
         when = stored.revoked_at.date().isoformat() if stored.revoked_at else "?"
         raise Unauthorized(f"This API key was revoked on {when}; ask the council for a new one.", headers=challenge(CLIENT_REALM))
     if state == "expired":
-        when = stored.expires_at.date().isoformat() if stored.expires_at else "?"
+        expired = stored.key_expires_at()
+        when = expired.date().isoformat() if expired else "?"
         raise Unauthorized(f"This API key expired on {when}; ask the council for a new one.", headers=challenge(CLIENT_REALM))
     return stored.as_client()
 

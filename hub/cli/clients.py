@@ -1,5 +1,5 @@
 """The `hub clients` commands: front-end clients and their API keys, in the configuration files
-(`new-key` prints a hash to paste) or in the database (`create`, `list`, `revoke`).
+(`new-key` prints a hash to paste) or in the database (`create`, `list`, `rotate`, `revoke`).
 """
 
 from __future__ import annotations
@@ -89,6 +89,33 @@ def clients_revoke(
     if revoked is None:
         _fail(f"no stored client {client_id!r}")
     typer.echo(f"client {revoked.id} revoked at {revoked.revoked_at.isoformat() if revoked.revoked_at else '?'} by {revoked.revoked_by}")
+
+
+@clients_app.command("rotate")
+def clients_rotate(
+    client_id: Annotated[str, typer.Argument(help="The stored client's id")],
+    grace_hours: Annotated[int | None, typer.Option(min=0, max=720, help="Hours the old key keeps working (default HUB_CLIENT_KEY_GRACE_HOURS)")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who is rotating it, for the audit log (default: your login name)")] = None,
+) -> None:
+    """Give a stored client a new API key, printed once; the old key keeps working for the grace period."""
+    from datetime import timedelta
+
+    from hub.store import clients
+
+    settings, config, engine = _client_store()
+    if client_id in config.clients:
+        _fail(f"client {client_id!r} is defined in the configuration files; change its key there")
+    hours = settings.client_key_grace_hours if grace_hours is None else grace_hours
+    try:
+        done = clients.rotate(engine, client_id, _actor(actor), timedelta(hours=hours))
+    except clients.ClientRevoked:
+        _fail(f"client {client_id!r} was revoked; make a new client instead")
+    if done is None:
+        _fail(f"no stored client {client_id!r}")
+    stored, key = done
+    until = stored.previous_key_expires_at.isoformat() if stored.previous_key_expires_at else "?"
+    typer.echo(f"client {stored.id} ({stored.tenant}) has a new key; the old one ({stored.previous_key_prefix}…) works until {until}")
+    typer.echo(f"API key (shown this once; give it to the front end): {key}")
 
 
 @clients_app.command("list")

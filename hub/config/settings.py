@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     # front-end keys made by `hub clients create` are read from the database through a cache
     # this many seconds old at most (so a revoked key stops working within it)
     client_cache_seconds: float = Field(default=5.0, ge=0)
+    # after a stored client's key is rotated, the old key keeps working this many hours by default
+    # (the console may choose another grace period, up to 30 days), so the front end can switch over
+    client_key_grace_hours: int = Field(default=24, ge=0, le=720)
     # rate limits (hub.api.ratelimit), in the `limits` notation ("100/second;3000/minute"); a client
     # or tenant in the configuration files may set its own `rate_limit`; counted per api replica
     client_rate_limit: str = "100/second"

@@ -1,6 +1,9 @@
 """Front-end clients kept in the database (made by `hub clients create` or the admin API): only
 each key's SHA-256 and first characters are stored; the key itself is shown once, at creation.
 
+A rotation gives a stored client a new key and keeps the one it replaced working for a grace
+period (`rotate`), so the front end can switch over without a failed request.
+
 Clients in the configuration files are unchanged; an id is either configured or stored, never both.
 """
 
@@ -46,13 +49,31 @@ class StoredClient:
     expires_at: datetime | None
     revoked_at: datetime | None
     revoked_by: str | None
+    previous_key_prefix: str | None = None
+    previous_key_expires_at: datetime | None = None
+    rotated_at: datetime | None = None
+    # found by the key a rotation replaced (by_digest): it works only until previous_key_expires_at
+    by_previous_key: bool = False
+
+    def key_expires_at(self) -> datetime | None:
+        """When the key this client was found by stops working (None: it does not expire)."""
+        if not self.by_previous_key:
+            return self.expires_at
+        ends = [t for t in (self.previous_key_expires_at, self.expires_at) if t is not None]
+        return min(ends) if ends else None
 
     def state(self, now: datetime | None = None) -> str:
         if self.revoked_at is not None:
             return "revoked"
-        if self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC)):
+        expires = self.key_expires_at()
+        if expires is not None and expires <= (now or datetime.now(UTC)):
             return "expired"
         return "active"
+
+    def previous_key_valid(self, now: datetime | None = None) -> bool:
+        """Whether the key a rotation replaced still works."""
+        return (self.revoked_at is None and self.previous_key_expires_at is not None
+                and self.previous_key_expires_at > (now or datetime.now(UTC)))
 
     def as_client(self) -> Client:
         return Client(id=self.id, tenant=self.tenant, name=self.name, forms=self.forms)
@@ -67,13 +88,16 @@ class StoredClient:
             "key_prefix": self.key_prefix, "state": self.state(), "created_at": iso(self.created_at),
             "created_by": self.created_by, "expires_at": iso(self.expires_at),
             "revoked_at": iso(self.revoked_at), "revoked_by": self.revoked_by, "source": "database",
+            "rotated_at": iso(self.rotated_at), "previous_key_prefix": self.previous_key_prefix if self.previous_key_valid() else None,
+            "previous_key_expires_at": iso(self.previous_key_expires_at) if self.previous_key_valid() else None,
         }
 
 
-def _from_row(row: Any) -> StoredClient:
+def _from_row(row: Any, by_previous_key: bool = False) -> StoredClient:
     return StoredClient(
         row.id, row.tenant, row.name, tuple(row.forms), row.key_prefix, row.created_at,
         row.created_by, row.expires_at, row.revoked_at, row.revoked_by,
+        row.previous_key_prefix, row.previous_key_expires_at, row.rotated_at, by_previous_key,
     )
 
 
@@ -160,6 +184,63 @@ def revoke(engine: Engine, client_id: str, actor: str, tenant: str | None = None
     return get(engine, client_id)
 
 
+class ClientRevoked(Conflict):
+    """The client's key was revoked: a revoked client is not given a new key (make another client)."""
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"Client {client_id!r} was revoked; make a new client instead.")
+        self.client_id = client_id
+
+
+def rotate(engine: Engine, client_id: str, actor: str, grace: timedelta, tenant: str | None = None) -> tuple[StoredClient, str] | None:
+    """Gives the client a new key (returned, to be shown once) and keeps its current key working
+    for `grace`; a key an earlier rotation replaced stops now. The new key lasts as long as the
+    one it replaces did (an expiring client keeps its lifetime). Audited; None when there is no
+    such client (for `tenant`, when given); ClientRevoked for a revoked one."""
+    key = new_key()
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        query = select(api_clients).where(api_clients.c.id == client_id)
+        if tenant is not None:
+            query = query.where(api_clients.c.tenant == tenant)
+        row = conn.execute(query).first()
+        if row is None:
+            return None
+        if row.revoked_at is not None:
+            raise ClientRevoked(client_id)
+        expires = row.expires_at
+        if expires is not None:
+            expires = now + (expires - (row.rotated_at or row.created_at))
+        previous_expires = now + grace
+        conn.execute(update(api_clients).where(api_clients.c.id == client_id).values(
+            key_sha256=hash_api_key(key), key_prefix=key[:_SHOWN], expires_at=expires, rotated_at=now,
+            previous_key_sha256=row.key_sha256, previous_key_prefix=row.key_prefix, previous_key_expires_at=previous_expires,
+        ))
+        detail = {"key_prefix": key[:_SHOWN], "previous_key_prefix": row.key_prefix,
+                  "previous_key_expires_at": previous_expires.isoformat(), "expires_at": expires.isoformat() if expires else None}
+        audit.record(conn, actor, row.tenant, "client.rotate", f"client:{client_id}", detail)
+    stored = get(engine, client_id)
+    assert stored is not None
+    return stored, key
+
+
+def revoke_previous(engine: Engine, client_id: str, actor: str, tenant: str | None = None) -> StoredClient | None:
+    """Ends the grace period of the key a rotation replaced: it stops working now. Audited when
+    it was still working; None when there is no such client (for `tenant`, when given)."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        query = select(api_clients).where(api_clients.c.id == client_id)
+        if tenant is not None:
+            query = query.where(api_clients.c.tenant == tenant)
+        row = conn.execute(query).first()
+        if row is None:
+            return None
+        if row.previous_key_expires_at is not None and row.previous_key_expires_at > now:
+            conn.execute(update(api_clients).where(api_clients.c.id == client_id).values(previous_key_expires_at=now))
+            audit.record(conn, actor, row.tenant, "client.revoke_previous_key", f"client:{client_id}", {"key_prefix": row.previous_key_prefix})
+    return get(engine, client_id)
+
+
 def get(engine: Engine, client_id: str) -> StoredClient | None:
     with engine.connect() as conn:
         row = conn.execute(select(api_clients).where(api_clients.c.id == client_id)).first()
@@ -175,9 +256,13 @@ def listing(engine: Engine, tenant: str | None = None) -> list[StoredClient]:
 
 
 def by_digest(engine: Engine, digest: str) -> StoredClient | None:
+    """The client whose current key, or whose key a rotation replaced, has this digest."""
     with engine.connect() as conn:
         row = conn.execute(select(api_clients).where(api_clients.c.key_sha256 == digest)).first()
-    return _from_row(row) if row is not None else None
+        if row is not None:
+            return _from_row(row)
+        row = conn.execute(select(api_clients).where(api_clients.c.previous_key_sha256 == digest)).first()
+    return _from_row(row, by_previous_key=True) if row is not None else None
 
 
 class ClientCache:

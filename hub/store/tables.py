@@ -195,6 +195,12 @@ api_clients = Table(
     Column("expires_at", UTCDateTime),
     Column("revoked_at", UTCDateTime),
     Column("revoked_by", String(255)),
+    # after a rotation: the key it replaced, which still works until previous_key_expires_at
+    Column("previous_key_sha256", String(64)),
+    Column("previous_key_prefix", String(16)),
+    Column("previous_key_expires_at", UTCDateTime),
+    Column("rotated_at", UTCDateTime),
+    Index("ix_api_clients_previous_key_sha256", "previous_key_sha256"),
 )
 
 status_events = Table(

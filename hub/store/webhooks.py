@@ -249,3 +249,47 @@ def settle(engine: Engine, claimed: Claimed, state: str, error: str | None, next
             .values(state=state, last_error=error, next_attempt_at=next_attempt_at, updated_at=now)
         )
     return bool(moved.rowcount)
+
+
+# -- staff's view (the console): every webhook of a tenant, secrets never read
+
+
+def _of_tenant(tenant: str | None) -> Any:
+    return webhooks.c.tenant == tenant if tenant is not None else webhooks.c.id.is_not(None)
+
+
+def for_tenant(engine: Engine, tenant: str | None) -> list[dict[str, Any]]:
+    """Every webhook of the tenant's clients (every tenant's for None), disabled ones too; the
+    secrets are not unsealed."""
+    columns = (webhooks.c.id, webhooks.c.tenant, webhooks.c.client_id, webhooks.c.url, webhooks.c.events,
+               webhooks.c.created_at, webhooks.c.disabled_at)
+    with engine.connect() as conn:
+        rows = conn.execute(select(*columns).where(_of_tenant(tenant)).order_by(webhooks.c.tenant, webhooks.c.client_id, webhooks.c.created_at)).all()
+    return [{"id": r.id, "tenant": r.tenant, "client_id": r.client_id, "url": r.url, "events": list(r.events),
+             "created_at": r.created_at, "disabled_at": r.disabled_at} for r in rows]
+
+
+def disable(engine: Engine, tenant: str | None, webhook_id: str, now: datetime) -> dict[str, Any] | None:
+    """Stops a webhook: no new events are queued for it and those waiting are marked failed. Its
+    client no longer sees it. None when the tenant has no such webhook (or it was disabled already)."""
+    with engine.begin() as conn:
+        row = conn.execute(select(webhooks.c.tenant, webhooks.c.client_id, webhooks.c.url).where(
+            _of_tenant(tenant), webhooks.c.id == webhook_id, webhooks.c.disabled_at.is_(None))).first()
+        if row is None:
+            return None
+        conn.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(disabled_at=now))
+        conn.execute(update(webhook_deliveries).where(
+            webhook_deliveries.c.webhook_id == webhook_id, webhook_deliveries.c.state.in_(OPEN_STATES),
+        ).values(state="failed", last_error="the webhook was disabled", updated_at=now))
+    return {"tenant": row.tenant, "client_id": row.client_id, "url": row.url}
+
+
+def delete_for_tenant(engine: Engine, tenant: str | None, webhook_id: str) -> dict[str, Any] | None:
+    """Deletes a webhook (disabled or not) with its deliveries; None when the tenant has no such webhook."""
+    with engine.begin() as conn:
+        row = conn.execute(select(webhooks.c.tenant, webhooks.c.client_id, webhooks.c.url).where(
+            _of_tenant(tenant), webhooks.c.id == webhook_id)).first()
+        if row is None:
+            return None
+        conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
+    return {"tenant": row.tenant, "client_id": row.client_id, "url": row.url}

@@ -169,3 +169,23 @@ def test_a_stored_key_works_at_the_open311_door_until_it_is_revoked(staffed: tup
     time.sleep(0.4)  # the cache is 0.3 s old at most here
     refused = hub.client.post("/open311/v2/requests.json", content=urlencode(fields), headers=form)
     assert refused.status_code == 403 and "revoked" in refused.json()[0]["description"] and key not in refused.text
+
+
+def test_an_admin_rotates_a_key_and_the_old_one_works_until_its_grace_period_ends(staffed: tuple[EmbeddedHub, dict[str, str]]) -> None:
+    hub, tokens = staffed
+    old = create(hub, tokens["westvale-admin"], id="wv-kiosk")["api_key"]
+    assert hub.admin("POST", "/clients/wv-kiosk/rotate", token=tokens["westvale-viewer"]).status_code == 403
+    assert hub.admin("POST", "/clients/wv-kiosk/rotate", token=tokens["westvale-admin"], json={"grace_hours": 721}).status_code == 422
+    rotated = hub.admin("POST", "/clients/wv-kiosk/rotate", token=tokens["westvale-admin"], json={"grace_hours": 0})
+    assert rotated.status_code == 200 and rotated.headers["cache-control"] == "no-store"
+    key = rotated.json()["api_key"]
+    assert key != old and rotated.json()["key_prefix"] == key[:8] and rotated.json()["previous_key_prefix"] is None
+    assert hub.post("missed-bin-collection", SAMPLE, key=key).status_code == 202
+    refused = hub.post("missed-bin-collection", SAMPLE, key=old)
+    assert refused.status_code == 401 and "expired" in refused.json()["detail"]
+    again = hub.admin("POST", "/clients/wv-kiosk/rotate", token=tokens["westvale-admin"])
+    assert again.json()["previous_key_prefix"] == key[:8]
+    assert hub.post("missed-bin-collection", SAMPLE, key=key).status_code == 202
+    assert hub.admin("POST", "/clients/wv-kiosk/rotate", token=tokens["eastmoor-operator"]).status_code == 403
+    [first, second] = [e for e in clients.audit.entries(hub.runtime.engine) if e["action"] == "client.rotate"]
+    assert first["actor"] == second["actor"] == "staff:westvale-admin" and key not in str(first) + str(second)

@@ -62,3 +62,24 @@ def test_create_refuses_a_taken_id_an_unknown_tenant_and_forms_the_tenant_does_n
     twice = hub("clients", "create", "--tenant", "westvale", "--id", "wv-web", env=env)
     assert twice.returncode == 1 and "already exists" in twice.stderr
     assert "no stored client 'nobody'" in hub("clients", "revoke", "nobody", env=env).stderr
+
+
+def test_rotate_prints_the_new_key_once_and_says_until_when_the_old_one_works(tmp_path: Path) -> None:
+    env = {"HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "HUB_CLIENT_KEY_GRACE_HOURS": "6"}
+    assert hub("migrate", env=env).returncode == 0
+    made = hub("clients", "create", "--tenant", "eastmoor", "--id", "em-kiosk", env=env)
+    old = re.search(r"API key \(shown this once.*\): (cch_\S+)", made.stdout).group(1)  # type: ignore[union-attr]
+    rotated = hub("clients", "rotate", "em-kiosk", "--actor", "carol", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    key = re.search(r"API key \(shown this once.*\): (cch_\S+)", rotated.stdout).group(1)  # type: ignore[union-attr]
+    assert key != old and f"the old one ({old[:8]}…) works until" in rotated.stdout
+    engine = make_engine(env["HUB_DATABASE_URL"])
+    with engine.connect() as conn:
+        row = conn.execute(select(api_clients)).one()
+    assert row.key_sha256 == hashlib.sha256(key.encode()).hexdigest() and row.previous_key_sha256 == hashlib.sha256(old.encode()).hexdigest()
+    assert (row.previous_key_expires_at - row.rotated_at).total_seconds() == 6 * 3600
+    [entry] = [e for e in audit.entries(engine) if e["action"] == "client.rotate"]
+    assert entry["actor"] == "cli:carol" and key not in str(entry)
+    missing = hub("clients", "rotate", "no-such", env=env)
+    assert missing.returncode == 1 and "no stored client 'no-such'" in missing.stderr
+    engine.dispose()

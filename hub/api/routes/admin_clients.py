@@ -1,9 +1,10 @@
 """Front-end clients for admins: make one (its API key is in the answer, once), list them,
-revoke one. An admin working for one tenant sees and manages only that tenant's clients.
+rotate a key (the old one works through a grace period), revoke one. An admin working for one tenant sees and manages only that tenant's clients.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
@@ -15,7 +16,7 @@ from hub.api.deps import RuntimeDep, get_client_cache
 from hub.api.problems import problem_responses
 from hub.api.routes.admin import StaffDep, _require, _scope
 from hub.config.files import Client
-from hub.errors import BadRequest, MethodNotAllowed, NotFound, ValidationFailed
+from hub.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, ValidationFailed
 from hub.store import clients
 from hub.store.clients import ClientCache
 
@@ -91,3 +92,33 @@ async def revoke_client(
         raise NotFound(f"No client {client_id!r} for this member of staff.")
     cache.forget(client_id)
     return revoked.as_dict()
+
+
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_hours: int | None = Field(default=None, ge=0, le=720, description="How long the old key keeps working (default HUB_CLIENT_KEY_GRACE_HOURS)")
+
+
+@router.post("/{client_id}/rotate", responses=problem_responses(400, 404, 409))
+async def rotate_client(
+    client_id: ClientId, runtime: RuntimeDep, staff: StaffDep, cache: Annotated[ClientCache, Depends(get_client_cache)],
+    body: RotateRequest | None = None,
+) -> JSONResponse:
+    """A new API key for a stored client, in this answer only; the old key keeps working until
+    `previous_key_expires_at`. Audited (`client.rotate`), as the console's rotation."""
+    _require(staff, "admin")
+    configured = runtime.config.clients.get(client_id)
+    if configured is not None and staff.sees(configured.tenant):
+        raise BadRequest(f"Client {client_id!r} is defined in the configuration files; change its key there.")
+    hours = body.grace_hours if body is not None and body.grace_hours is not None else runtime.settings.client_key_grace_hours
+    try:
+        done = await run_in_threadpool(clients.rotate, runtime.engine, client_id, f"staff:{staff.id}", timedelta(hours=hours), _scope(staff))
+    except clients.ClientRevoked as exc:
+        raise Conflict(exc.detail) from None
+    if done is None:
+        raise NotFound(f"No client {client_id!r} for this member of staff.")
+    cache.forget(client_id)
+    stored, key = done
+    answer = {**stored.as_dict(), "api_key": key}
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})

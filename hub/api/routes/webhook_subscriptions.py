@@ -107,26 +107,34 @@ def _found(runtime: Runtime, client: Client, webhook_id: str) -> store.Webhook:
     return hook
 
 
-@router.post("", status_code=201, response_model=WebhookCreated, responses=problem_responses(400, 401, 403, 409, 422, 503))
-async def create_webhook(new: NewWebhook, runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
-    """403 when the council does not allow the URL's host (or it is a link-local / metadata address)."""
-    refused = await run_in_threadpool(_refusal, runtime, client, new.url)  # resolving the host may block
+def register(runtime: Runtime, client: Client, url: str, events: list[str] | None) -> store.Webhook:
+    """Stores a new webhook for the client (its secret inside, to be shown once); Forbidden when
+    the council does not allow the URL, TooManyWebhooks past the limit. The console calls this too.
+    Blocks (it resolves the URL's host): run it in a thread."""
+    refused = _refusal(runtime, client, url)
     if refused is not None:
         raise Forbidden("The hub will not call this URL.", errors=[{"pointer": "/url", "detail": refused}])
-    if await run_in_threadpool(store.count_for_client, runtime.engine, client.tenant, client.id) >= MAX_WEBHOOKS_PER_CLIENT:
+    if store.count_for_client(runtime.engine, client.tenant, client.id) >= MAX_WEBHOOKS_PER_CLIENT:
         raise TooManyWebhooks(f"A client may have {MAX_WEBHOOKS_PER_CLIENT} webhooks; delete one first.")
     now = datetime.now(UTC)
     hook = store.Webhook(
         id="wh_" + secrets.token_hex(12),
         tenant=client.tenant,
         client_id=client.id,
-        url=new.url,
-        events=tuple(dict.fromkeys(new.events or store.EVENT_TYPES)),
+        url=url,
+        events=tuple(dict.fromkeys(events or store.EVENT_TYPES)),
         created_at=now,
         secrets=(store.Secret(new_secret(), now),),
     )
-    await run_in_threadpool(store.create, runtime.engine, runtime.sealer, hook)
-    return {"id": hook.id, "url": hook.url, "events": list(hook.events), "created_at": now.isoformat(), "secret": hook.secrets[0].value}
+    store.create(runtime.engine, runtime.sealer, hook)
+    return hook
+
+
+@router.post("", status_code=201, response_model=WebhookCreated, responses=problem_responses(400, 401, 403, 409, 422, 503))
+async def create_webhook(new: NewWebhook, runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
+    """403 when the council does not allow the URL's host (or it is a link-local / metadata address)."""
+    hook = await run_in_threadpool(register, runtime, client, new.url, list(new.events) if new.events else None)
+    return {"id": hook.id, "url": hook.url, "events": list(hook.events), "created_at": hook.created_at.isoformat(), "secret": hook.secrets[0].value}
 
 
 @router.get("", response_model=WebhookList, responses=problem_responses(401, 503))
