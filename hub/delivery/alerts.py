@@ -205,7 +205,7 @@ def message(tenant: Tenant, taken: store.Claim, summary: bool, window: timedelta
         lines = [
             f"The circuit breaker of connector {connector} opened at {london(taken.last_at)} (UK time):",
             "it has failed repeatedly. Its deliveries wait and are tried again; none is lost.",
-            f"Detail: {taken.reason}" if taken.reason else "",
+            f"Detail: {taken.reason}" if taken.reason else "(no detail)",
         ]
     else:
         deliveries = "1 delivery" if n == 1 else f"{n} deliveries"
@@ -215,12 +215,14 @@ def message(tenant: Tenant, taken: store.Claim, summary: bool, window: timedelta
         lines = [
             f"{deliveries} to connector {connector} parked {when} (UK time).",
             "A parked delivery is not sent again until someone replays it.",
-            f"Last reason: {taken.reason}" if taken.reason else "",
+            f"Last reason: {taken.reason}" if taken.reason else "(no reason recorded)",
         ]
-    lines += [
-        "",
-        f"Further alerts about {connector} are collected for {minutes} minutes and sent as one summary.",
-        f"See them: hub deliveries list --connector {connector}   (or the console's parked deliveries page)",
-        f"Replay them: hub deliveries replay --connector {connector} --dry-run",
-    ]
-    return subject, "\n".join(line for line in lines if line is not None) + "\n"
+    lines += ["", f"Further alerts about {connector} are collected for {minutes} minutes and sent as one summary."]
+    if taken.key.kind == CIRCUIT:
+        lines.append("Check it: hub connectors check   (or the console's connectors page); GET /v1/admin/connectors")
+    else:
+        lines += [
+            f"See them: hub deliveries list --connector {connector}   (or the console's parked deliveries page)",
+            f"Replay them: hub deliveries replay --connector {connector} --dry-run",
+        ]
+    return subject, "\n".join(lines) + "\n"

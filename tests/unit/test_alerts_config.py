@@ -15,6 +15,7 @@ from hub.config.files import load_config
 from hub.config.settings import Settings
 from hub.delivery.alerts import Alerts
 from hub.errors import ConfigError
+from hub.logs import personal_data
 from hub.runtime import Runtime
 from hub.store.migrate import upgrade
 from simulators.mail import MailSink
@@ -100,3 +101,24 @@ def test_an_alert_hook_never_raises_even_when_the_database_is_gone(tmp_path: Pat
     alerts.circuit_opened("crm", 5, 30)
     alerts.wait(5)
     runtime.close()
+
+
+def test_an_alert_mail_never_quotes_the_residents_personal_data(tmp_path: Path) -> None:
+    sink = MailSink().start()
+    config = config_with(tmp_path, "{to: [ict@eastmoor.example.org], mail_connector: feedback-email}")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'hub.db'}", broker_url="memory://", config_dir=config)
+    runtime = Runtime.build(settings, {"HUB_DEMO_API_KEY": "k" * 20, "SMTP_HOST": sink.host, "SMTP_PORT": str(sink.port)})
+    try:
+        upgrade(runtime.engine)
+        alerts = Alerts(runtime)
+        # the sending thread knows the submission's x-pii values; a back office quoted one back
+        with personal_data(["Siân Ŵyn", "07700 900123"]):
+            alerts.parked("eastmoor", "crm", "crm refused: contact Siân Ŵyn on 07700 900123 is not unique")
+        alerts.wait(10)
+    finally:
+        runtime.close()
+        sink.stop()
+    [mail] = sink.state.messages()
+    body = mail.message.get_content()
+    assert "crm refused: contact" in body
+    assert "Siân" not in body and "07700 900123" not in body and "Siân" not in mail.subject
