@@ -122,3 +122,20 @@ def test_an_alert_mail_never_quotes_the_residents_personal_data(tmp_path: Path) 
     body = mail.message.get_content()
     assert "crm refused: contact" in body
     assert "Siân" not in body and "07700 900123" not in body and "Siân" not in mail.subject
+
+
+def test_a_worker_runs_the_alerts_and_digest_jobs_only_when_a_tenant_has_alerts(tmp_path: Path) -> None:
+    from hub.background import jobs
+
+    names = []
+    for folder, config in (("with", config_with(tmp_path / "with", "{to: [ict@eastmoor.example.org], mail_connector: feedback-email}")),
+                           ("without", Settings().config_dir)):
+        settings = Settings(database_url=f"sqlite:///{tmp_path / folder}.db", broker_url="memory://", config_dir=config)
+        runtime = Runtime.build(settings, {"HUB_DEMO_API_KEY": "k" * 20})
+        try:
+            names.append({job.name: job.interval_seconds for job in jobs(runtime)})
+        finally:
+            runtime.close()
+    with_alerts, without = names
+    assert with_alerts["alerts"] == Settings().alert_flush_seconds and with_alerts["digest"] == Settings().digest_check_seconds
+    assert "alerts" not in without and "digest" not in without
