@@ -16,7 +16,7 @@ import json
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -227,12 +227,18 @@ class EmailConnector(Connector):
 
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
         message = self.build_message(record, context)
+        self.deliver(message, self.options.to)
+        return Outcome(external_reference=message["Message-ID"])
+
+    def deliver(self, message: EmailMessage, to: Sequence[str]) -> None:
+        """Sends a ready message to `to` through this connector's mail server (the hub's own alerts
+        use it too); raises TransientError or PermanentError, as `classify` says."""
         try:
             smtp = self._open()
         except (OSError, smtplib.SMTPException) as exc:
             raise self.classify(exc) from None
         try:
-            refused = smtp.send_message(message, self.options.from_address, self.options.to)
+            refused = smtp.send_message(message, self.options.from_address, list(to))
         except (OSError, smtplib.SMTPException) as exc:
             smtp.close()
             raise self.classify(exc) from None
@@ -243,7 +249,6 @@ class EmailConnector(Connector):
         if refused:
             # some recipients took it; resending would duplicate theirs, so the rest are logged
             log.warning("email_recipients_refused", connector=self.name, refused={k: v[0] for k, v in refused.items()})
-        return Outcome(external_reference=message["Message-ID"])
 
     def classify(self, exc: BaseException) -> DeliveryError:
         """TransientError or PermanentError for an SMTP, TLS or socket failure, with a plain reason."""

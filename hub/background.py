@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
+from hub.delivery.alerts import Alerts
+from hub.delivery.digest import Digest
 from hub.delivery.status_polling import StatusPoller
 from hub.delivery.webhook_sender import WebhookSender
 from hub.logs import get_logger
@@ -88,4 +90,8 @@ def jobs(runtime: Runtime) -> list[Job]:
     found.append(Job("status-poll", StatusPoller.tick(runtime), one_at_a_time(engine, "status-poll", StatusPoller(runtime).run)))
     # webhook senders need no lock: each claims its events with SKIP LOCKED
     found.append(Job("webhooks", WebhookSender.TICK_SECONDS, WebhookSender(runtime).run))
+    # alert summaries and digests need no lock either: each mail is claimed with a guarded UPDATE
+    if any(t.alerts is not None for t in runtime.config.tenants.values()):
+        found.append(Job("alerts", runtime.settings.alert_flush_seconds, Alerts(runtime).flush))
+        found.append(Job("digest", runtime.settings.digest_check_seconds, Digest(runtime).due))
     return found

@@ -18,3 +18,5 @@ DELIVERY_SECONDS = Histogram(
 )
 CIRCUIT_STATE = Gauge("hub_circuit_state", "Each connector's circuit: 0 closed, 1 half-open, 2 open", ["connector"])
 PARKED = Gauge("hub_deliveries_parked", "Deliveries parked now, by connector (as last counted)", ["connector"])
+ALERTS = Counter("hub_alerts_total", "Alert e-mails to tenants' staff, by kind (parked, circuit) and outcome (sent, failed, dropped)", ["kind", "outcome"])
+PROBLEMS = Counter("hub_http_problems_total", "Problem-detail answers the API gave (RFC 9457), by HTTP status", ["status"])

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hub import metrics
 from hub.errors import InternalError, NotFound, RequestError, ServiceUnavailable, ValidationFailed, request_errors
 from hub.logs import get_logger
 
@@ -92,6 +93,7 @@ def _instance(request: Request) -> str:
 
 
 def problem_response(request: Request, problem: RequestError) -> JSONResponse:
+    metrics.PROBLEMS.labels(str(problem.status)).inc()
     body: dict[str, Any] = {
         "type": f"/problems/{problem.kind}",
         "title": problem.title,

@@ -41,6 +41,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TenantAlerts(_Model):
+    """Who hears by e-mail that this tenant's deliveries park or a connector's circuit opened, and
+    gets the daily digest (docs/alerts.md). The mail goes through `mail_connector`, an `email`
+    connector: its mail server, login and From address; no second mail configuration."""
+
+    to: tuple[str, ...] = Field(min_length=1)
+    mail_connector: str = Field(pattern=_NAME)
+    digest: bool = True
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", address):
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return value
+
+
 class Tenant(_Model):
     id: str = Field(pattern=_NAME)
     name: str
@@ -53,6 +71,8 @@ class Tenant(_Model):
     rate_limit: str | None = None
     # authenticated client requests a day (UTC) for the whole tenant; None: no quota
     daily_quota: int | None = Field(default=None, gt=0)
+    # e-mail alerts and the daily digest; None: none are sent
+    alerts: TenantAlerts | None = None
 
     _rate_limit = field_validator("rate_limit")(classmethod(lambda cls, value: _rate(value)))
 
@@ -409,6 +429,14 @@ def load_config(directory: Path, environ: Mapping[str, str], standards_dir: Path
             if digest in key_index:
                 problems.append(f"{item.where}: client {client.id!r} shares an API key with {key_index[digest]!r}")
             key_index[digest] = client.id
+    for item, tenant_model in tenants:
+        alerts = tenant_model.alerts
+        if alerts is not None:
+            mailer = connector_map.get(alerts.mail_connector)
+            if mailer is None or mailer.type != "email":
+                known = ", ".join(sorted(n for n, c in connector_map.items() if c.type == "email")) or "none"
+                what = "unknown connector" if mailer is None else f"connector of type {mailer.type!r}, not an e-mail one,"
+                problems.append(f"{item.where}: tenant alerts.mail_connector names {what} {alerts.mail_connector!r} (e-mail connectors: {known})")
     for item, connector in connectors:
         for tenant in connector.tenants:
             if tenant != "*" and tenant not in tenant_map:

@@ -144,6 +144,14 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
 
+    # e-mail alerts to tenants' staff (docs/alerts.md): after a mail about a connector, further
+    # events wait this long and go out as one summary; the worker looks for summaries due this often;
+    # the daily digest is sent once the UK clock passes this hour, looked for this often
+    alert_window_seconds: float = Field(default=900.0, gt=0)
+    alert_flush_seconds: float = Field(default=30.0, gt=0)
+    digest_hour: int = Field(default=7, ge=0, le=23)
+    digest_check_seconds: float = Field(default=300.0, gt=0)
+
     demo_api_key: str | None = None
     demo_port: int = 8000
     # the demo's identity provider (simulators/identity.py): 0 takes a free port

@@ -20,6 +20,7 @@ import structlog
 
 from connectors.base import DeliveryContext
 from hub import metrics
+from hub.delivery.alerts import Alerts
 from hub.delivery.outcomes import DeferUntil, Delivered, Outcome, Park, RetryAt, Skipped
 from hub.delivery.retry import decide
 from hub.delivery.webhook_sender import OutcomeEvents
@@ -105,6 +106,8 @@ class DeliveryHandler:
         )
         # tells the submitting client's webhooks, if it has any, that a delivery finished
         self.events = OutcomeEvents(runtime)
+        # e-mails the tenant's staff about parks and open circuits, off this thread (docs/alerts.md)
+        self.alerts = Alerts(runtime)
 
     # -- circuit breaker, read through a short cache so the hot path rarely touches the database
 
@@ -243,6 +246,7 @@ class DeliveryHandler:
             notice = self.events.notice(job.client_id, job.delivery_id, job.reference, job.connector, "parked")
             deliveries.record_parked(self.runtime.engine, job.delivery_id, outcome.started, outcome.reason, outcome.kind, notice)
             metrics.DELIVERIES.labels(job.connector, "parked").inc()
+            self.alerts.parked(job.tenant, job.connector, outcome.reason)
             log.warning("delivery_parked", reference=job.reference, delivery_id=job.delivery_id, connector=job.connector,
                         attempt=outcome.attempt, reason=outcome.reason, outcome=outcome.kind)
             return Result("parked")
@@ -262,6 +266,8 @@ class DeliveryHandler:
         policy = self.runtime.config.connectors[connector].circuit
         before = self._circuit(connector).state
         circuit = self._remember(circuits.record_failure(self.runtime.engine, connector, policy))
+        if circuit.opened_now:  # the one failure (of every worker's) that opened it
+            self.alerts.circuit_opened(connector, circuit.failures, policy.open_seconds)
         if circuit.state == "open" and before != "open":
             log.warning("circuit_opened", connector=connector, failures=circuit.failures, open_seconds=policy.open_seconds)
 

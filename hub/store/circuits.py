@@ -27,6 +27,8 @@ class Circuit:
     opened_until: datetime | None
     paused_at: datetime | None = None
     paused_by: str | None = None
+    # set by record_failure on the one call that moved the circuit to open (not one that found it open)
+    opened_now: bool = False
 
 
 def _from_row(row: Any) -> Circuit:
@@ -106,7 +108,7 @@ def record_failure(engine: Engine, connector: str, policy: CircuitPolicy) -> Cir
                         .where(circuits.c.connector == connector)
                         .values(state="open", failures=failures, opened_until=until, updated_at=now)
                     )
-                    return Circuit(connector, "open", failures, until)
+                    return Circuit(connector, "open", failures, until, opened_now=state != "open")
                 conn.execute(
                     update(circuits).where(circuits.c.connector == connector).values(failures=failures, updated_at=now)
                 )

@@ -315,3 +315,25 @@ corrections = Table(
     Index("ix_delivery_corrections_delivery", "delivery_id", "id"),
     Index("ix_delivery_corrections_submission", "submission_id"),
 )
+
+alert_state = Table(
+    "alert_state",
+    metadata,
+    # e-mail alerts to a tenant's ICT staff (hub/delivery/alerts.py), one row per tenant, connector and
+    # kind (parked | circuit | digest, the digest with connector "*"), shared by every worker process:
+    # events not yet mailed are counted in `pending`; a mail claims them with one guarded UPDATE
+    Column("tenant", String(64), primary_key=True),
+    Column("connector", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("pending", Integer, nullable=False, default=0, server_default="0"),
+    Column("pending_since", UTCDateTime),
+    Column("last_event_at", UTCDateTime),
+    Column("last_reason", Text),
+    # a mail was sent; further events wait until then and go out together as one summary
+    Column("window_until", UTCDateTime),
+    # the digest: the day (YYYY-MM-DD, Europe/London) last sent
+    Column("period", String(16)),
+    Column("sent", Integer, nullable=False, default=0, server_default="0"),
+    Column("last_sent_at", UTCDateTime),
+    Column("last_error", Text),
+)
