@@ -22,9 +22,9 @@ from simulators.control import DemoServer, FailurePlan, FailureSwitch, add_contr
 
 # GOV.UK Pay's finished states and the code and message it gives each failure
 _FAILURES = {
-    "failed": ("P0010", "Payment method rejected"),
-    "cancelled": ("P0030", "Payment was cancelled by the user"),
-    "expired": ("P0020", "Payment expired"),
+    ("failed", "declined"): ("P0010", "Payment method rejected"),
+    ("failed", "expired"): ("P0020", "Payment expired"),
+    ("cancelled", "declined"): ("P0030", "Payment was cancelled by the user"),
 }
 
 
@@ -41,6 +41,8 @@ class Payment:
     return_url: str
     created: datetime
     status: str = "created"
+    # why a failed payment failed: "declined" or "expired" (GOV.UK Pay's codes P0010 and P0020)
+    reason: str = "declined"
     # (status, when) for each state the payment passed through
     events: list[tuple[str, datetime]] = field(default_factory=list)
 
@@ -75,9 +77,10 @@ class PayState:
     def get(self, payment_id: str) -> Payment | None:
         with self._lock:
             payment = self._payments.get(payment_id)
-            if payment is not None and not _finished(payment.status):
-                if datetime.now(UTC) - payment.created > timedelta(seconds=self.expiry_seconds):
-                    self._move(payment, "expired")
+            expired = payment is not None and datetime.now(UTC) - payment.created > timedelta(seconds=self.expiry_seconds)
+            if payment is not None and expired and not _finished(payment.status):
+                # GOV.UK Pay reports an expired payment as failed, code P0020
+                self._move(payment, "failed", "expired")
             return payment
 
     def finish(self, payment_id: str, status: str) -> Payment | None:
@@ -94,8 +97,8 @@ class PayState:
         return payment
 
     @staticmethod
-    def _move(payment: Payment, status: str) -> None:
-        payment.status = status
+    def _move(payment: Payment, status: str, reason: str = "declined") -> None:
+        payment.status, payment.reason = status, reason
         payment.events.append((status, datetime.now(UTC)))
 
     def payments(self) -> list[dict[str, Any]]:
@@ -123,10 +126,10 @@ def _finished(status: str) -> bool:
     return status in ("success", "failed", "cancelled", "expired", "error")
 
 
-def _state(status: str) -> dict[str, Any]:
+def _state(status: str, reason: str = "declined") -> dict[str, Any]:
     state: dict[str, Any] = {"status": status, "finished": _finished(status)}
-    if status in _FAILURES:
-        state["code"], state["message"] = _FAILURES[status]
+    if (status, reason) in _FAILURES:
+        state["code"], state["message"] = _FAILURES[(status, reason)]
     return state
 
 
@@ -142,7 +145,7 @@ def payment_body(pay: PayState, payment: Payment) -> dict[str, Any]:
         "description": payment.description,
         "reference": payment.reference,
         "language": "en",
-        "state": _state(payment.status),
+        "state": _state(payment.status, payment.reason),
         "payment_id": payment.payment_id,
         "payment_provider": "sandbox",
         "created_date": _stamp(payment.created),
@@ -209,7 +212,7 @@ def create_app(pay: PayState) -> FastAPI:
         return JSONResponse({
             "payment_id": payment_id,
             "events": [
-                {"payment_id": payment_id, "state": _state(status), "updated": _stamp(at),
+                {"payment_id": payment_id, "state": _state(status, payment.reason if status == payment.status else "declined"), "updated": _stamp(at),
                  "_links": {"payment_url": {"href": url, "method": "GET"}}}
                 for status, at in payment.events
             ],

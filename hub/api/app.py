@@ -26,6 +26,7 @@ from hub.api.routes import (
     attachments,
     georeport,
     govuk_forms,
+    payments,
     residents,
     staff_sign_in,
     status_updates,
@@ -93,6 +94,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(webhook_subscriptions.router)
     app.include_router(residents.router)
     app.include_router(attachments.router)
+    app.include_router(payments.router)
     app.include_router(admin_clients.router)
     app.include_router(staff_sign_in.router)
     # the staff console: its pages, /console/static, its headers and error pages (docs/console.md)

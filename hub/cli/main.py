@@ -13,6 +13,7 @@ import typer
 from hub.cli import privacy as cli_privacy
 from hub.cli.audit import audit_app
 from hub.cli.clients import clients_app
+from hub.cli.payments import payments_app
 from hub.config.settings import Settings, load_settings
 from hub.errors import ConfigError, HubError
 
@@ -28,6 +29,7 @@ app.add_typer(cli_privacy.keys_app, name="keys")
 app.add_typer(cli_privacy.retention_app, name="retention")
 app.add_typer(cli_privacy.subjects_app, name="subjects")
 app.add_typer(audit_app, name="audit")  # hub/cli/audit.py
+app.add_typer(payments_app, name="payments")  # hub/cli/payments.py
 
 
 def _settings() -> Settings:

@@ -114,7 +114,8 @@ def test_an_abandoned_payment_expires_after_the_configured_time() -> None:
     with simulator(expiry_seconds=0) as pay:
         payment_id = (pay.post("/v1/payments", json=NEW, headers=auth)).json()["payment_id"]
         got = assert_conforms(pay.get(f"/v1/payments/{payment_id}", headers=auth), "/v1/payments/{paymentId}", "get")
-    assert got["state"]["status"] == "expired" and got["state"]["finished"] is True
+    # GOV.UK Pay's expired payment: failed, code P0020
+    assert (got["state"]["status"], got["state"]["code"], got["state"]["finished"]) == ("failed", "P0020", True)
 
 
 def test_bad_requests_unknown_payments_and_outages_answer_the_specs_errors(pay: TestClient) -> None:
