@@ -36,6 +36,7 @@ from hub.api.routes import (
 from hub.console import pages as console
 from hub.intake.accept import Intake
 from hub.logs import get_logger
+from hub.payments.service import Payments
 from hub.relay.outbox_relay import Relay
 from hub.relay.transport import BrokerCheck
 from hub.runtime import Runtime
@@ -95,6 +96,8 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(residents.router)
     app.include_router(attachments.router)
     app.include_router(payments.router)
+    # fees are read at start: a broken config/payments/payments.yaml stops the process here
+    Payments.of(runtime)
     app.include_router(admin_clients.router)
     app.include_router(staff_sign_in.router)
     # the staff console: its pages, /console/static, its headers and error pages (docs/console.md)

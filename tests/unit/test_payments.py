@@ -129,3 +129,23 @@ def test_a_repeated_submission_keeps_one_payment(paid: PaidHub) -> None:
     again = paid.submit(**{"Idempotency-Key": "portal-gw-1"})
     assert again.status_code == 202 and again.json()["reference"] == first["reference"]
     assert len(paid.pay.payments()) == 1
+
+
+def test_config_check_names_a_fee_for_an_unknown_form_and_a_bad_amount(tmp_path: Path) -> None:
+    import shutil
+
+    from hub.config.checks import check_configuration
+    from hub.config.settings import Settings
+    from hub.errors import ConfigError
+    from hub.payments.config import load_fees
+
+    config = tmp_path / "config"
+    shutil.copytree(Settings().config_dir, config)
+    (config / "payments" / "payments.yaml").write_text(
+        "forms:\n  no-such-form:\n    amount_pence: 100\n    description: x\n    return_url: https://portal.example.org/\n")
+    problems = check_configuration(Settings(config_dir=config), {"WASTE_PASSWORD": "x"})
+    assert any("fee for unknown form 'no-such-form'" in p for p in problems), problems
+    (config / "payments" / "payments.yaml").write_text(
+        "forms:\n  garden-waste-paid:\n    amount_pence: 0\n    description: x\n    return_url: https://portal.example.org/\n")
+    with pytest.raises(ConfigError, match="amount_pence"):
+        load_fees(config)
