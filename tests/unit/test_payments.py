@@ -149,3 +149,16 @@ def test_config_check_names_a_fee_for_an_unknown_form_and_a_bad_amount(tmp_path:
         "forms:\n  garden-waste-paid:\n    amount_pence: 0\n    description: x\n    return_url: https://portal.example.org/\n")
     with pytest.raises(ConfigError, match="amount_pence"):
         load_fees(config)
+
+
+def test_retention_purges_a_cancelled_submission_and_keeps_one_awaiting_payment(paid: PaidHub) -> None:
+    from datetime import UTC, datetime
+
+    from hub.store.personal_data import purge
+
+    cancelled = paid.submit().json()
+    paid.follow_return(paid.resident_chooses(cancelled["payment"]["payment_id"], "cancel"))
+    waiting = paid.submit(**{"Idempotency-Key": "still-paying"}).json()
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert purge(paid.hub.runtime.engine, "eastmoor", "garden-waste-paid", later, later) == 1
+    assert paid.hub.status(waiting["reference"]).json()["status"] == "awaiting_payment"
