@@ -124,9 +124,11 @@ def unfinished(engine: Engine, limit: int = 200, tenant: str | None = None, crea
 
 def created(engine: Engine, row: PaymentRow, payment_id: str, next_url: str | None) -> None:
     with engine.begin() as conn:
-        conn.execute(update(payments).where(payments.c.id == row.id, payments.c.state == "creating").values(
-            payment_id=payment_id, next_url=next_url, state="created", last_error=None, updated_at=datetime.now(UTC)))
-        _event(conn, row, "payment_created", None, payment_id)
+        changed = conn.execute(update(payments).where(payments.c.id == row.id, payments.c.state == "creating").values(
+            payment_id=payment_id, next_url=next_url, state="created", last_error=None, updated_at=datetime.now(UTC))).rowcount
+        # intake and the worker's job may both have created it (the same Idempotency-Key): one event
+        if changed:
+            _event(conn, row, "payment_created", None, payment_id)
 
 
 def creation_failed(engine: Engine, row: PaymentRow, error: str) -> None:

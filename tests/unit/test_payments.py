@@ -162,3 +162,19 @@ def test_retention_purges_a_cancelled_submission_and_keeps_one_awaiting_payment(
     later = datetime.now(UTC) + timedelta(days=1)
     assert purge(paid.hub.runtime.engine, "eastmoor", "garden-waste-paid", later, later) == 1
     assert paid.hub.status(waiting["reference"]).json()["status"] == "awaiting_payment"
+
+
+def test_a_payment_created_twice_by_intake_and_the_job_is_one_payment_and_one_event(paid: PaidHub) -> None:
+    from hub.store import payments as store
+
+    paid.pay.failures.arm(FailurePlan(count=1, status=503))
+    body = paid.submit().json()
+    service = Payments.of(paid.hub.runtime)
+    row = store.for_reference(paid.hub.runtime.engine, "eastmoor", body["reference"])
+    assert row is not None and row.payment_id is None
+    # both saw the payment still to create, and both asked GOV.UK Pay with the same Idempotency-Key
+    service.refresh(row)
+    service.refresh(row)
+    shown = paid.hub.status(body["reference"]).json()
+    assert statuses(shown) == ["payment_created"]
+    assert len(paid.pay.payments()) == 1
