@@ -88,6 +88,10 @@ def jobs(runtime: Runtime) -> list[Job]:
     purge = one_at_a_time(engine, "retention", lambda: retention.scheduled(runtime))
     found.append(Job("retention", runtime.settings.retention_interval_seconds, purge))
     found.append(Job("status-poll", StatusPoller.tick(runtime), one_at_a_time(engine, "status-poll", StatusPoller(runtime).run)))
+    # payment before delivery: ask GOV.UK Pay about payments not finished (docs/payments.md)
+    from hub.payments.service import Payments
+
+    found.append(Job("payments", runtime.settings.pay_poll_seconds, one_at_a_time(engine, "payments", Payments.of(runtime).run)))
     # webhook senders need no lock: each claims its events with SKIP LOCKED
     found.append(Job("webhooks", WebhookSender.TICK_SECONDS, WebhookSender(runtime).run))
     # alert summaries and digests need no lock either: each mail is claimed with a guarded UPDATE

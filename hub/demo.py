@@ -86,6 +86,10 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
     simulators = start_all(env)
 
     runtime = Runtime.build(settings, env)
+    if "HUB_PAY_URL" not in environ:
+        # paid forms pay on the GOV.UK Pay simulator the demo just started
+        runtime.settings.pay_url = env["HUB_PAY_URL"]
+        runtime.settings.pay_api_key = SecretStr(env["HUB_PAY_API_KEY"])
     upgrade(runtime.engine)
     relay = Relay(runtime)
     try:
@@ -152,10 +156,23 @@ def _post_samples(base_url: str, api_key: str, schemas_dir: Path, forms: list[st
         for form_id, name, payload in _samples(schemas_dir, forms):
             response = client.post(f"/v1/forms/{form_id}/submissions", json=payload)
             if response.status_code == 202:
+                _pay(response.json())
                 posted.append(Posted(form_id, name, response.json()["reference"]))
             else:
                 posted.append(Posted(form_id, name, None, f"HTTP {response.status_code}: {response.text[:200]}"))
     return posted
+
+
+def _pay(receipt: dict[str, Any]) -> None:
+    """A paid form's resident: presses "Pay now" on the GOV.UK Pay simulator's page and follows
+    its redirect back to the hub's return URL, which releases the deliveries (docs/payments.md)."""
+    next_url = (receipt.get("payment") or {}).get("next_url")
+    if not next_url:
+        return
+    with httpx.Client(timeout=10, follow_redirects=False) as browser:
+        back = browser.post(f"{next_url}/complete")
+        if back.is_redirect:
+            browser.get(back.headers["location"])
 
 
 def _wait(runtime: Runtime, references: list[str], timeout: float) -> dict[str, dict[str, Any]]:

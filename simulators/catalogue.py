@@ -18,6 +18,7 @@ BACK_OFFICES = [
     "simulators.waste",
     "simulators.open311",
     "simulators.planning",
+    "simulators.pay",
 ]
 
 

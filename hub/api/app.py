@@ -27,6 +27,7 @@ from hub.api.routes import (
     attachments,
     georeport,
     govuk_forms,
+    payments,
     residents,
     staff_sign_in,
     status_updates,
@@ -36,6 +37,7 @@ from hub.api.routes import (
 from hub.console import pages as console
 from hub.intake.accept import Intake
 from hub.logs import get_logger
+from hub.payments.service import Payments
 from hub.relay.outbox_relay import Relay
 from hub.relay.transport import BrokerCheck
 from hub.runtime import Runtime
@@ -94,6 +96,9 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(webhook_subscriptions.router)
     app.include_router(residents.router)
     app.include_router(attachments.router)
+    app.include_router(payments.router)
+    # fees are read at start: a broken config/payments/payments.yaml stops the process here
+    Payments.of(runtime)
     app.include_router(admin_clients.router)
     app.include_router(admin_corrections.router)
     app.include_router(staff_sign_in.router)

@@ -14,6 +14,7 @@ from hub.cli import privacy as cli_privacy
 from hub.cli.audit import audit_app
 from hub.cli.clients import clients_app
 from hub.cli.digest import digest
+from hub.cli.payments import payments_app
 from hub.config.settings import Settings, load_settings
 from hub.errors import ConfigError, HubError
 
@@ -30,6 +31,7 @@ app.add_typer(cli_privacy.retention_app, name="retention")
 app.add_typer(cli_privacy.subjects_app, name="subjects")
 app.add_typer(audit_app, name="audit")  # hub/cli/audit.py
 app.command("digest")(digest)  # hub/cli/digest.py
+app.add_typer(payments_app, name="payments")  # hub/cli/payments.py
 
 
 def _settings() -> Settings:

@@ -55,6 +55,7 @@ def check_configuration(
         problems.extend(retention.problems(config.retention, forms.ids()))
     if forms is not None:
         problems.extend(_check_front_doors(settings, forms))
+        problems.extend(_check_fees(settings, forms, config))
     problems.extend(_check_cases(settings, mappings, forms, connectors))
     for connector in connectors.values():
         connector.close()
@@ -123,6 +124,28 @@ def _check_routes(
     for (form_id, _connector), mapping in sorted(mappings.items()):
         if forms.get(form_id) is None:
             problems.append(f"{mapping.path}: maps unknown form {form_id!r}")
+    return problems
+
+
+def _check_fees(settings: Settings, forms: FormRegistry, config: HubConfig | None) -> list[str]:
+    """Each fee (config/payments/payments.yaml) names a form that exists and is routed: a fee on a
+    form no route sends anywhere would take the resident's money for nothing."""
+    from hub.payments.config import load_fees
+
+    path = settings.config_dir / "payments" / "payments.yaml"
+    try:
+        fees = load_fees(settings.config_dir)
+    except HubError as exc:
+        return str(exc).splitlines()
+    problems: list[str] = []
+    for form_id, fee in fees.forms.items():
+        if forms.get(form_id) is None:
+            problems.append(f"{path}: fee for unknown form {form_id!r}")
+        elif config is not None and form_id not in config.forms_routed():
+            problems.append(f"{path}: fee for form {form_id!r}, which no route sends to a back office")
+        for tenant in fee.tenants:
+            if config is not None and tenant != "*" and tenant not in config.tenants:
+                problems.append(f"{path}: fee for {form_id!r} names unknown tenant {tenant!r}")
     return problems
 
 

@@ -62,6 +62,21 @@ def problems(settings: Settings, config: HubConfig | None = None) -> list[str]:
             "and loses them when the process stops: give it a real back office"
             for connector in config.connectors.values() if connector.type in MEMORY_CONNECTOR_TYPES
         )
+        found.extend(_payment_problems(settings))
+    return found
+
+
+def _payment_problems(settings: Settings) -> list[str]:
+    """Forms with a fee (docs/payments.md) need GOV.UK Pay's key and an https:// address."""
+    from hub.payments.config import load_fees
+
+    if not load_fees(settings.config_dir).forms:
+        return []
+    found = []
+    if settings.pay_api_key is None or not settings.pay_api_key.get_secret_value().strip():
+        found.append("HUB_PAY_API_KEY is not set, and config/payments/payments.yaml gives forms a fee")
+    if urlsplit(settings.pay_url).scheme != "https":
+        found.append(f"HUB_PAY_URL must be an https:// URL in production, not {settings.pay_url}")
     return found
 
 

@@ -29,7 +29,7 @@ ENV_PREFIX = "HUB_"
 # the settings that hold a secret (a password inside a URL counts): each also reads HUB_<NAME>_FILE
 SECRET_SETTINGS = (
     "database_url", "broker_url", "encryption_keys", "index_key", "oidc_client_secret", "session_key",
-    "demo_api_key",
+    "demo_api_key", "pay_api_key",
 )
 FILE_SUFFIX = "_FILE"
 
@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     demo_port: int = 8000
     # the demo's identity provider (simulators/identity.py): 0 takes a free port
     demo_idp_port: int = Field(default=0, ge=0, le=65535)
+
+    # payment before delivery (docs/payments.md): GOV.UK Pay's API and the service's API key
+    pay_url: str = "https://publicapi.payments.service.gov.uk"
+    pay_api_key: SecretStr | None = None
+    pay_timeout_seconds: float = Field(default=10.0, gt=0)
+    # how often the worker asks GOV.UK Pay about payments not yet finished
+    pay_poll_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod

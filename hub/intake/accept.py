@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
 from hub.config.files import Client
@@ -24,6 +25,7 @@ from hub.intake.bounds import bound_errors
 from hub.intake.forms import FieldError, Form
 from hub.intake.group_commit import IntakeBatcher
 from hub.logs import get_logger, personal_data
+from hub.payments.service import Payments
 from hub.privacy.sealing import subject_digest
 from hub.relay.outbox_relay import Relay
 from hub.residents.record import resident_digest
@@ -126,8 +128,13 @@ class Intake:
                 (kind, subject_digest(runtime.index_key, kind, value)) for kind, value in form.subject_identifiers(payload)
             ) + (((SUBJECT_KIND, resident_digest(runtime.index_key, submission.resident)),) if submission.resident else ()),
         )
+        fee = Payments.of(runtime).fee_for(client.tenant, form.form_id) if connectors else None
         with personal_data(lambda: form.pii_values(payload)):
-            accepted = await self.batcher.accept(new)
+            if fee is not None:
+                # payment before delivery: stored with its deliveries held, then the payment created
+                accepted = await run_in_threadpool(Payments.of(runtime).accept, new, fee)
+            else:
+                accepted = await self.batcher.accept(new)
             if accepted.created and self.relay is not None:
                 self.relay.wake()
             metrics.SUBMISSIONS.labels(form.form_id, "accepted" if accepted.created else "repeat").inc()

@@ -132,10 +132,11 @@ def unpurged_forms(engine: Engine) -> list[tuple[str, str]]:
 
 
 def _due(tenant: str, form_id: str, cutoff: datetime) -> Any:
-    """Submissions whose deliveries all succeeded (or that had none), the last before `cutoff`."""
+    """Submissions whose deliveries all succeeded (or that had none, or were cancelled with their
+    unpaid payment: docs/payments.md), the last before `cutoff`."""
     mine = deliveries.c.submission_id == submissions.c.id
     finished = select(func.max(deliveries.c.updated_at)).where(mine).scalar_subquery()
-    unfinished = exists().where(mine, deliveries.c.state != "delivered")
+    unfinished = exists().where(mine, deliveries.c.state.not_in(("delivered", "cancelled")))
     return and_(
         submissions.c.tenant == tenant,
         submissions.c.form_id == form_id,

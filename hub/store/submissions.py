@@ -301,7 +301,11 @@ def status(engine: Engine, tenant: str, reference: str) -> dict[str, Any] | None
             select(deliveries).where(deliveries.c.submission_id == sub.id).order_by(deliveries.c.id)
         ).all()
         events = timeline(conn, sub.id, sub.received_at, rows)
-    return {
+        # a paid form's submission: its payment, and the status it gives the submission
+        from hub.store.payments import view as payment_view
+
+        paid = payment_view(conn, sub.id)
+    return (paid or {}) | {
         "reference": sub.reference,
         "form_id": sub.form_id,
         "form_version": sub.form_version,

@@ -337,3 +337,29 @@ alert_state = Table(
     Column("last_sent_at", UTCDateTime),
     Column("last_error", Text),
 )
+
+
+payments = Table(
+    "payments",
+    metadata,
+    # a fee a submission waits for (docs/payments.md): its deliveries stay `held` until `state` is
+    # success, and are cancelled when it failed, was cancelled or expired. `payment_id` is GOV.UK
+    # Pay's id (NULL until the payment was created: the service may have been down); `return_token`
+    # is the unguessable part of the return URL the resident comes back to
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("submission_id", Id, ForeignKey("submissions.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("payment_id", String(64), unique=True),
+    Column("return_token", String(64), nullable=False, unique=True),
+    Column("amount_pence", Integer, nullable=False),
+    # creating | created | started | submitted | capturable | success | failed | cancelled | error
+    Column("state", String(16), nullable=False),
+    Column("next_url", Text),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # when the resident came back through the return URL; NULL: reconcile finds these
+    Column("returned_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Index("ix_payments_state", "state"),
+)

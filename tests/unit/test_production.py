@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from hub.cli.main import app
-from hub.config.files import hash_api_key
+from hub.config.files import hash_api_key, load_config
 from hub.config.settings import Settings, load_settings
 from hub.errors import ConfigError
 from hub.runtime import Runtime
@@ -119,3 +119,16 @@ def test_hub_migrate_refuses_production_without_its_keys(monkeypatch: pytest.Mon
     monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
     result = CliRunner().invoke(app, ["migrate"])
     assert result.exit_code == 2 and "HUB_ENVIRONMENT=production refuses to start" in result.output
+
+
+def test_production_refuses_fees_without_a_pay_api_key_or_over_plain_http(tmp_path: Path) -> None:
+    from hub.config import production
+
+    config = council_config(tmp_path)
+    (config / "payments").mkdir()
+    (config / "payments" / "payments.yaml").write_text(
+        "forms:\n  missed-bin-collection:\n    amount_pence: 100\n    description: x\n    return_url: https://portal.example.org/\n")
+    settings = Settings(**PRODUCTION, config_dir=config, data_dir=tmp_path / "var", pay_url="http://pay.example.org")
+    found = production.problems(settings, load_config(config, {}))
+    assert "HUB_PAY_API_KEY is not set, and config/payments/payments.yaml gives forms a fee" in found
+    assert "HUB_PAY_URL must be an https:// URL in production, not http://pay.example.org" in found

@@ -110,6 +110,8 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/residents/{subject}/submissions", CLIENT, lambda a: {"subject": "eastmoor-resident-1"}, NOT_FOUND),
     Row("POST", "/v1/attachments", CLIENT, lambda a: {"content": jpeg_with_gps(), "headers": {"X-Filename": "westvale-photo.jpg"}}, OWN),
     Row("GET", "/v1/attachments/{attachment_id}", CLIENT, lambda a: {"attachment_id": a.attachment_id}, NOT_FOUND),
+    # the resident's browser back from GOV.UK Pay: only the unguessable token finds a payment
+    Row("GET", "/v1/payments/return/{token}", PUBLIC, lambda a: {"token": f"guessed-{a.reference}"}, NOT_FOUND),
     Row("GET", "/open311/v2/services.json", PUBLIC, nothing, OWN),
     Row("GET", "/open311/v2/services/{code}.json", PUBLIC, lambda a: {"code": "fly-tipping"}, OWN),
     # staff

@@ -22,14 +22,28 @@ from hub.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from hub.intake.accept import Intake, Submission
 from hub.runtime import Runtime
 from hub.store import submissions as store
+from hub.store.payments import PaidAccepted
 
 router = APIRouter(prefix="/v1", tags=["submissions"])
+
+
+class PaymentStatus(BaseModel):
+    """A paid form's payment: GOV.UK Pay's `next_url` while it is open (send the resident there)."""
+
+    state: str
+    amount_pence: int
+    payment_id: str | None
+    next_url: str | None
+    finished_at: str | None
 
 
 class Receipt(BaseModel):
     reference: str
     status_url: str
     received_at: str
+    # paid forms only (docs/payments.md): awaiting_payment or payment_unavailable, and the payment
+    status: str | None = None
+    payment: PaymentStatus | None = None
 
 
 class DeliveryStatus(BaseModel):
@@ -59,6 +73,9 @@ class TimelineEntry(BaseModel):
 
 class SubmissionStatus(BaseModel):
     reference: str
+    # paid forms only: awaiting_payment, payment_unavailable (retried), paid, or cancelled
+    status: str | None = None
+    payment: PaymentStatus | None = None
     form_id: str
     form_version: int
     received_at: str
@@ -125,7 +142,9 @@ def signed_in_resident(request: Request) -> str | None:
 def receipt(runtime: Runtime, accepted: store.Accepted) -> JSONResponse:
     """The 202 answer every front end gets: the reference and where to follow it."""
     status_url = f"{runtime.settings.public_url.rstrip('/')}/v1/submissions/{accepted.reference}"
-    body = {"reference": accepted.reference, "status_url": status_url, "received_at": accepted.received_at.isoformat()}
+    body: dict[str, Any] = {"reference": accepted.reference, "status_url": status_url, "received_at": accepted.received_at.isoformat()}
+    if isinstance(accepted, PaidAccepted) and accepted.payment is not None:
+        body |= accepted.payment
     return JSONResponse(body, status_code=202, headers={"Location": status_url})
 
 
