@@ -10,7 +10,7 @@ the timeline shows as delivered). Medians and 95th percentiles are nearest-rank.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,8 @@ class Line:
     states: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
     straight_through: int = 0
     seconds: list[float] = field(default_factory=list)
+    # worked out by PostgreSQL (percentile_disc, the same nearest rank) instead of from `seconds`
+    computed: dict[int, float | None] | None = None
 
     @property
     def deliveries(self) -> int:
@@ -42,11 +44,11 @@ class Line:
 
     @property
     def median_seconds(self) -> float | None:
-        return percentile(self.seconds, 50)
+        return self.computed.get(50) if self.computed is not None else percentile(self.seconds, 50)
 
     @property
     def p95_seconds(self) -> float | None:
-        return percentile(self.seconds, 95)
+        return self.computed.get(95) if self.computed is not None else percentile(self.seconds, 95)
 
 
 @dataclass(frozen=True)
@@ -92,14 +94,29 @@ def figures(engine: Engine, since: datetime, tenant: str | None) -> Figures:
         # a connector "received" each submission routed to it: one delivery each
         for line in connectors.values():
             line.received = line.deliveries
-        timed = conn.execute(
-            select(submissions.c.form_id, deliveries.c.connector, submissions.c.received_at, deliveries.c.updated_at)
-            .select_from(joined).where(*window, deliveries.c.state == "delivered")
-        ).all()
+        if conn.dialect.name == "postgresql":
+            # at a million submissions the window's times stay in the database: two nearest-rank
+            # percentiles per form and per connector (percentile_disc), not every row to Python
+            took = func.greatest(0, func.extract("epoch", deliveries.c.updated_at - submissions.c.received_at))
+            for column, lines in ((submissions.c.form_id, forms), (deliveries.c.connector, connectors)):
+                for name, median, p95 in conn.execute(
+                    select(column, func.percentile_disc(0.5).within_group(took), func.percentile_disc(0.95).within_group(took))
+                    .select_from(joined).where(*window, deliveries.c.state == "delivered").group_by(column)
+                ).all():
+                    lines[name].computed = {50: float(median), 95: float(p95)}
+            for line in (*forms.values(), *connectors.values()):
+                if line.computed is None:
+                    line.computed = {}
+            timed: Sequence[Any] = ()
+        else:
+            timed = conn.execute(
+                select(submissions.c.form_id, deliveries.c.connector, submissions.c.received_at, deliveries.c.updated_at)
+                .select_from(joined).where(*window, deliveries.c.state == "delivered")
+            ).all()
     for form_id, connector, received_at, delivered_at in timed:
-        took = max(0.0, (delivered_at - received_at).total_seconds())
-        forms[form_id].seconds.append(took)
-        connectors[connector].seconds.append(took)
+        took_seconds = max(0.0, (delivered_at - received_at).total_seconds())
+        forms[form_id].seconds.append(took_seconds)
+        connectors[connector].seconds.append(took_seconds)
     return Figures(since, sorted(forms.values(), key=lambda x: x.name), sorted(connectors.values(), key=lambda x: x.name))
 
 

@@ -36,7 +36,7 @@ async def dashboard(request: Request, runtime: RuntimeDep, signed: SignedDep) ->
         shown.append({"title": title, "since": since, "forms": [figures.as_row(x) for x in found.forms],
                       "connectors": [figures.as_row(x) for x in found.connectors]})
     states = await run_in_threadpool(circuits.read_all, runtime.engine)
-    counts = await run_in_threadpool(counts_by_connector, runtime.engine, signed.scope)
+    counts = await run_in_threadpool(counts_by_connector, runtime.engine, signed.scope, ("pending", "retrying"))
     attention, waiting = [], []
     for name in runtime.connector_names():
         config = runtime.config.connectors[name]

@@ -15,6 +15,9 @@ from sqlalchemy import Engine, exists, func, select
 from hub.store.tables import deliveries, submissions
 
 PAGE_SIZE = 25
+# counted exactly up to here, then "more than": a count of every match would read a council's
+# whole history (bench/console.py: 450 ms at 1M submissions) for a figure nobody pages through
+COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class Found:
     total: int
     page: int
     pages: int
+    # more matches than COUNT_CAP: `total` is the cap
+    capped: bool = False
 
 
 def _where(q: Query) -> list[Any]:
@@ -66,7 +71,10 @@ def _where(q: Query) -> list[Any]:
 def search(engine: Engine, q: Query, page: int = 1) -> Found:
     where = _where(q)
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(submissions).where(*where)).scalar_one()
+        matching = select(submissions.c.id).where(*where).limit(COUNT_CAP + 1).subquery()
+        total = conn.execute(select(func.count()).select_from(matching)).scalar_one()
+        capped = total > COUNT_CAP
+        total = min(total, COUNT_CAP)
         pages = max(1, -(-total // PAGE_SIZE))
         page = min(max(1, page), pages)
         rows = conn.execute(
@@ -85,4 +93,4 @@ def search(engine: Engine, q: Query, page: int = 1) -> Found:
         {"reference": r.reference, "tenant": r.tenant, "form_id": r.form_id, "received_at": r.received_at, "deliveries": states[r.id]}
         for r in rows
     ]
-    return Found(found, total, page, pages)
+    return Found(found, total, page, pages, capped)

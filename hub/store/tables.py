@@ -78,6 +78,9 @@ submissions = Table(
     Column("body_sha256", String(64), nullable=False),
     UniqueConstraint("client_id", "idempotency_key", name="uq_submissions_client_idempotency"),
     Index("ix_submissions_tenant_received", "tenant", "received_at"),
+    # the console's search (0007_console_indexes): by the portal's reference, by form newest first
+    Index("ix_submissions_idempotency_key", "idempotency_key"),
+    Index("ix_submissions_tenant_form_received", "tenant", "form_id", "received_at"),
 )
 
 # the states of a delivery (and of a webhook's delivery) still to be sent; the others are final
@@ -102,6 +105,9 @@ deliveries = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("submission_id", "connector", name="uq_deliveries_submission_connector"),
     Index("ix_deliveries_connector_state", "connector", "state"),
+    # the console (0007_console_indexes): waiting or parked deliveries per tenant, a back office's reference
+    Index("ix_deliveries_state_tenant", "state", "tenant"),
+    Index("ix_deliveries_external_reference", "external_reference"),
 )
 
 attempts = Table(

@@ -297,6 +297,20 @@ def test_search_finds_by_each_reference_form_state_and_date_and_pages_the_result
     assert "Received from must be a date" in wrong.text and "Choose a delivery state" in wrong.text
 
 
+def test_past_the_count_cap_the_search_says_more_than_and_still_pages(console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.console import search
+
+    monkeypatch.setattr(search, "COUNT_CAP", 5)
+    made = [console.submit("westvale", GENERAL) for _ in range(7)]
+    browser = console.signed_in_as("westvale-viewer")
+    everything = browser.get("/console/submissions")
+    assert "More than 5 submissions found" in everything.text and "Narrow the search" in everything.text
+    # the newest first, a page of them, whatever the count says
+    assert made[-1] in everything.text
+    exact = browser.get("/console/submissions", params={"reference": made[0]})
+    assert "1 submission found" in exact.text and "More than" not in exact.text
+
+
 def test_the_dashboard_shows_the_figures_of_what_was_seeded(console: Console) -> None:
     # from noon today (computed), so "today" holds everything whenever the test runs
     noon = datetime.combine(datetime.now(UTC).date(), time(12), UTC)

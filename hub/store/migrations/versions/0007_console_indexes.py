@@ -1,0 +1,35 @@
+"""console indexes: what the console's pages need at 1,000,000 submissions (bench/console.py)
+
+Revision ID: 0007_console_indexes
+Revises: 0006_payments
+Create Date: 2026-12-07
+"""
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0007_console_indexes"
+down_revision = "0006_payments"
+branch_labels = None
+depends_on = None
+
+INDEXES = (
+    # the dashboard's waiting deliveries and the search's "state" filter: a few per cent of rows
+    ("ix_deliveries_state_tenant", "deliveries", ("state", "tenant")),
+    # search by a back office's reference
+    ("ix_deliveries_external_reference", "deliveries", ("external_reference",)),
+    # search by the portal's reference (its Idempotency-Key), without knowing the client
+    ("ix_submissions_idempotency_key", "submissions", ("idempotency_key",)),
+    # search by form, newest first
+    ("ix_submissions_tenant_form_received", "submissions", ("tenant", "form_id", "received_at")),
+)
+
+
+def upgrade() -> None:
+    for name, table, columns in INDEXES:
+        op.create_index(name, table, list(columns))
+
+
+def downgrade() -> None:
+    for name, table, _ in reversed(INDEXES):
+        op.drop_index(name, table_name=table)
