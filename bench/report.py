@@ -91,6 +91,41 @@ def summary_rows(r: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def durable_target_rows(r: dict[str, Any]) -> list[list[str]]:
+    """The targets of issue 17 (durable speed), each with its figure from this run."""
+    burst, steady1k = r.get("hub-burst", {}), r.get("hub-steady-1000", {})
+    e2e, peer = _get(burst, "end_to_end", "per_second"), _get(_best_peer(r), "end_to_end", "per_second")
+    lost = _get(burst, "end_to_end", "missing")
+    dups = _get(burst, "sink", "duplicates")
+    in99, e99 = _get(steady1k, "intake", "latency_ms", "p99"), _get(steady1k, "end_to_end", "latency_ms", "p99")
+    knee = _get(r, "hub-knee", "knee_per_second")
+    cpu = _cpu_ms_per(burst, (*HUB_GROUPS, "rabbitmq", "postgresql"), _get(burst, "end_to_end", "completed"))
+    drain = _get(r, "hub-backlog", "drain", default={})
+    rss = drain.get("worker_rss_mb", {})
+    flat = bool(rss) and rss.get("at_end", 0) <= 1.2 * max(1, rss.get("after_5_percent", 0))
+    shed = _get(r, "hub-overload", "shed")
+
+    def verdict(ok: bool | None) -> str:
+        return "–" if ok is None else ("met" if ok else "**missed**")
+
+    return [
+        ["burst end to end ≥ 2,500/s, 0 duplicates, 0 lost", f"{_num(e2e)}/s, {_num(dups)} duplicates, {_num(lost)} lost",
+         verdict(None if e2e is None else e2e >= 2500 and dups == 0 and lost == 0)],
+        ["steady 1,000/s: intake p99 ≤ 25 ms", f"{_num(in99, 1)} ms", verdict(None if in99 is None else in99 <= 25)],
+        ["steady 1,000/s: end-to-end p99 ≤ 250 ms", f"{_num(e99, 1)} ms", verdict(None if e99 is None else e99 <= 250)],
+        ["the knee (highest rate with intake p99 ≤ 25 ms), its own figure", f"{_num(knee)}/s", verdict(None if knee is None else True)],
+        ["all-in CPU ≤ 0.7 ms per submission (app, PostgreSQL, RabbitMQ)", f"{_num(cpu, 2)} ms",
+         verdict(None if cpu is None else cpu <= 0.7)],
+        ["100,000 backlog drains at ≥ 5,000/s, flat memory", f"{_num(drain.get('per_second'))}/s; RSS "
+         f"{rss.get('after_5_percent', '–')} → {rss.get('at_end', '–')} MB",
+         verdict(None if not drain else drain.get("per_second", 0) >= 5000 and flat)],
+        ["≥ 3× the Celery peer in the same run", f"{_ratio(e2e, peer)}", verdict(None if not (e2e and peer) else e2e >= 3 * peer)],
+        ["past the knee: 503 with Retry-After, nothing accepted lost", f"{_num(shed)} shed; delivered "
+         f"{_num(_get(r, 'hub-overload', 'end_to_end', 'completed'))} of {_num(_get(r, 'hub-overload', 'intake', 'accepted'))}",
+         verdict(None if shed is None else _get(r, "hub-overload", "end_to_end", "missing") == 0)],
+    ]
+
+
 def _best_peer(r: dict[str, Any]) -> dict[str, Any]:
     runs = _get(r, "peer", "runs", default=[])
     return max(runs, key=lambda x: _get(x, "end_to_end", "per_second", default=0)) if runs else {}
@@ -180,6 +215,8 @@ def render(r: dict[str, Any], info: dict[str, Any]) -> str:
     lines += _table(["figure", "hub", "Celery peer (best)", "ceiling", "hub / peer", "hub / ceiling"], summary_rows(r))
     lines += ["", "## Targets of issue 6", ""]
     lines += _table(["target", "measured", "verdict"], target_rows(r))
+    lines += ["", "## Targets of issue 17 (durable)", ""]
+    lines += _table(["target", "measured", "verdict"], durable_target_rows(r))
     steady = sorted((k for k in r if k.startswith("hub-steady-")), key=lambda k: float(k.rsplit("-", 1)[1]))
     if steady or "hub-burst" in r:
         x = r.get("hub-burst") or r[steady[0]]
