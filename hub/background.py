@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from hub.delivery.status_polling import StatusPoller
 from hub.delivery.webhook_sender import WebhookSender
 from hub.logs import get_logger
+from hub.notifications.sender import NotificationSender
 from hub.privacy import retention
 from hub.runtime import Runtime
 
@@ -88,4 +89,8 @@ def jobs(runtime: Runtime) -> list[Job]:
     found.append(Job("status-poll", StatusPoller.tick(runtime), one_at_a_time(engine, "status-poll", StatusPoller(runtime).run)))
     # webhook senders need no lock: each claims its events with SKIP LOCKED
     found.append(Job("webhooks", WebhookSender.TICK_SECONDS, WebhookSender(runtime).run))
+    # residents' messages through GOV.UK Notify (docs/notifications.md): off when no key is set
+    notifier = NotificationSender(runtime)
+    if notifier.enabled:
+        found.append(Job("notifications", NotificationSender.TICK_SECONDS, notifier.run))
     return found

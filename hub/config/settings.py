@@ -29,7 +29,7 @@ ENV_PREFIX = "HUB_"
 # the settings that hold a secret (a password inside a URL counts): each also reads HUB_<NAME>_FILE
 SECRET_SETTINGS = (
     "database_url", "broker_url", "encryption_keys", "index_key", "oidc_client_secret", "session_key",
-    "demo_api_key",
+    "demo_api_key", "notify_api_key",
 )
 FILE_SUFFIX = "_FILE"
 
@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=300.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+
+    # residents' acknowledgements and closing messages through GOV.UK Notify (docs/notifications.md):
+    # the service's API key (`<name>-<service id>-<secret>`); unset: no message is sent
+    notify_api_key: SecretStr | None = None
+    notify_base_url: str = "https://api.notifications.service.gov.uk"
 
     demo_api_key: str | None = None
     demo_port: int = 8000

@@ -21,6 +21,7 @@ from hub.config.files import Client
 from hub.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from hub.intake.accept import Intake, Submission
 from hub.runtime import Runtime
+from hub.store import notifications
 from hub.store import submissions as store
 
 router = APIRouter(prefix="/v1", tags=["submissions"])
@@ -57,6 +58,16 @@ class TimelineEntry(BaseModel):
     occurred_at: str | None = None
 
 
+class NotificationStatus(BaseModel):
+    kind: Literal["acknowledgement", "closed"]
+    state: Literal["pending", "retrying", "sent", "failed"]
+    channel: str | None
+    attempts: int
+    last_error: str | None
+    next_attempt_at: str | None
+    updated_at: str
+
+
 class SubmissionStatus(BaseModel):
     reference: str
     form_id: str
@@ -65,6 +76,8 @@ class SubmissionStatus(BaseModel):
     deliveries: list[DeliveryStatus]
     # in the order the hub recorded each entry
     timeline: list[TimelineEntry]
+    # the resident's messages through GOV.UK Notify (docs/notifications.md), where any are configured
+    notifications: list[NotificationStatus] = []
 
 
 @router.post(
@@ -133,4 +146,5 @@ async def submission_status(reference: str, runtime: RuntimeDep, client: ClientD
     found = await run_in_threadpool(store.status, runtime.engine, client.tenant, reference)
     if found is None:
         raise NotFound(f"No submission {reference!r} for this client.")
+    found["notifications"] = await run_in_threadpool(notifications.for_submission, runtime.engine, client.tenant, reference)
     return found

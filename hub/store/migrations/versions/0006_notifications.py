@@ -1,0 +1,47 @@
+"""notifications: messages to residents through GOV.UK Notify
+
+Revision ID: 0006_notifications
+Revises: 0005_attachments
+Create Date: 2026-12-07
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006_notifications"
+down_revision = "0005_attachments"
+branch_labels = None
+depends_on = None
+
+When = sa.DateTime(timezone=True)
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "notifications",
+        sa.Column("id", Id, autoincrement=True, nullable=False),
+        sa.Column("tenant", sa.String(64), nullable=False),
+        sa.Column("submission_id", Id, nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(64)),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("channel", sa.String(8)),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("next_attempt_at", When, nullable=False),
+        sa.Column("last_error", sa.Text()),
+        sa.Column("notify_id", sa.String(64)),
+        sa.Column("created_at", When, nullable=False),
+        sa.Column("updated_at", When, nullable=False),
+        sa.ForeignKeyConstraint(["submission_id"], ["submissions.id"], ondelete="CASCADE",
+                                name="fk_notifications_submission_id_submissions"),
+        sa.PrimaryKeyConstraint("id", name="pk_notifications"),
+        sa.UniqueConstraint("submission_id", "kind", name="uq_notifications_submission_kind"),
+    )
+    op.create_index("ix_notifications_due", "notifications", ["state", "next_attempt_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_notifications_due", table_name="notifications")
+    op.drop_table("notifications")
