@@ -142,6 +142,8 @@ class Settings(BaseSettings):
     # the service's API key (`<name>-<service id>-<secret>`); unset: no message is sent
     notify_api_key: SecretStr | None = None
     notify_base_url: str = "https://api.notifications.service.gov.uk"
+    # the first retry of a message Notify could not take waits up to this long, doubling each time (to an hour)
+    notify_retry_base_seconds: float = Field(default=30.0, gt=0)
 
     demo_api_key: str | None = None
     demo_port: int = 8000

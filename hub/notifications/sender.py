@@ -26,7 +26,7 @@ from hub.runtime import Runtime
 from hub.store import notifications as store
 
 log = get_logger("hub.notifications")
-POLICY = RetryPolicy(max_attempts=10, base_seconds=30.0, cap_seconds=3600.0)
+MAX_ATTEMPTS, CAP_SECONDS = 10, 3600.0
 
 
 def pointer_value(document: Any, pointer: str) -> Any:
@@ -52,12 +52,14 @@ class NotificationSender:
 
     TICK_SECONDS = 1.0
 
-    def __init__(self, runtime: Runtime, config: NotificationConfig | None = None, policy: RetryPolicy = POLICY,
+    def __init__(self, runtime: Runtime, config: NotificationConfig | None = None, policy: RetryPolicy | None = None,
                  batch: int = 20, timeout: float = 10.0) -> None:
         self.runtime = runtime
         self.config = config if config is not None else load_notification_config(
             runtime.settings.config_dir, set(runtime.config.tenants), set(runtime.forms.ids()))
-        self.policy, self.batch, self.timeout = policy, batch, timeout
+        self.policy = policy or RetryPolicy(max_attempts=MAX_ATTEMPTS, base_seconds=runtime.settings.notify_retry_base_seconds,
+                                            cap_seconds=CAP_SECONDS)
+        self.batch, self.timeout = batch, timeout
         self.lease = timedelta(seconds=timeout * batch + 30)
         key = runtime.settings.notify_api_key
         self.client = NotificationsAPIClient(key.get_secret_value(), base_url=runtime.settings.notify_base_url,
