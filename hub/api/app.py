@@ -26,6 +26,7 @@ from hub.api.routes import (
     attachments,
     georeport,
     govuk_forms,
+    ratings,
     residents,
     staff_sign_in,
     status_updates,
@@ -92,6 +93,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(status_updates.router)
     app.include_router(webhook_subscriptions.router)
     app.include_router(residents.router)
+    app.include_router(ratings.router)
     app.include_router(attachments.router)
     app.include_router(admin_clients.router)
     app.include_router(staff_sign_in.router)

@@ -17,7 +17,7 @@ from hub.errors import UnknownKey
 from hub.privacy.copies import quoted_forms
 from hub.privacy.sealing import Sealer
 from hub.store.submissions import delivery_view
-from hub.store.tables import OPEN_STATES, attempts, customer_links, deliveries, outbox, status_events, submissions, webhooks
+from hub.store.tables import OPEN_STATES, attempts, customer_links, deliveries, outbox, ratings, status_events, submissions, webhooks
 
 # -- re-sealing with the newest key (`hub keys rotate`)
 
@@ -160,6 +160,8 @@ def _forget(conn: Connection, submission_ids: Sequence[int]) -> None:
     """What ties the submissions to a person beyond the payload: links, and back-office messages."""
     conn.execute(delete(customer_links).where(customer_links.c.submission_id.in_(submission_ids)))
     conn.execute(update(status_events).where(status_events.c.submission_id.in_(submission_ids)).values(message=None))
+    # a rating's comment may name the resident (the score stays in the figures)
+    conn.execute(update(ratings).where(ratings.c.submission_id.in_(submission_ids)).values(comment=None))
 
 
 # -- one resident's submissions

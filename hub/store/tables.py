@@ -317,3 +317,18 @@ notifications = Table(
     UniqueConstraint("submission_id", "kind", name="uq_notifications_submission_kind"),
     Index("ix_notifications_due", "state", "next_attempt_at"),
 )
+
+ratings = Table(
+    "ratings",
+    metadata,
+    # a resident's rating of a completed request (POST /v1/submissions/{reference}/rating): one per
+    # submission. The comment may name the resident, so it is sealed like payloads and erased with them
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("submission_id", Id, ForeignKey("submissions.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("form_id", String(128), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("comment", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_ratings_tenant_form", "tenant", "form_id"),
+)

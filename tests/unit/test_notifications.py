@@ -155,3 +155,27 @@ def test_a_template_needing_an_address_the_form_does_not_name_is_refused(tmp_pat
         load_notification_config(path, tenants={"eastmoor"}, forms={"missed-bin-collection"})
     text = str(bad.value)
     assert "notifications.0.form: no form 'nope'" in text and "no tenant 'nowhere'" in text and "notifications.0.phone" in text
+
+
+def test_ratings_after_completion_are_counted_per_form_and_bad_ones_refused(world: tuple[EmbeddedHub, NotifyState, str]) -> None:
+    hub, _, _ = world
+    auth = {"Authorization": f"Bearer {hub.key}"}
+    first, second = (hub.post("missed-bin-collection", SAMPLE).json()["reference"] for _ in range(2))
+    hub.wait_until_settled(first)
+    hub.wait_until_settled(second)
+    early = hub.client.post(f"/v1/submissions/{first}/rating", json={"score": 4}, headers=auth)
+    assert early.status_code == 409 and "not completed" in early.json()["detail"]
+    close(hub, first)
+    close(hub, second, "resolved")
+    for bad in (0, 6):
+        refused = hub.client.post(f"/v1/submissions/{first}/rating", json={"score": bad}, headers=auth)
+        assert refused.status_code == 422 and "/score" in refused.text
+    assert hub.client.post(f"/v1/submissions/{first}/rating", json={"score": 5, "comment": "Aoife was pleased"}, headers=auth).status_code == 201
+    assert hub.client.post(f"/v1/submissions/{second}/rating", json={"score": 2}, headers=auth).status_code == 201
+    again = hub.client.post(f"/v1/submissions/{first}/rating", json={"score": 1}, headers=auth)
+    assert again.status_code == 409 and "already" in again.json()["detail"]
+    other = hub.client.post(f"/v1/submissions/{first}/rating", json={"score": 1}, headers={"Authorization": f"Bearer {hub.westvale_key}"})
+    assert other.status_code == 404
+    [figures] = hub.admin("GET", "/ratings", params={"form": "missed-bin-collection"}).json()
+    assert figures["count"] == 2 and figures["mean"] == 3.5 and figures["distribution"]["5"] == 1 and figures["distribution"]["2"] == 1
+    assert hub.admin("GET", "/ratings", token=hub.westvale_staff_token).json() == []

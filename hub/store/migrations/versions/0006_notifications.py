@@ -1,4 +1,4 @@
-"""notifications: messages to residents through GOV.UK Notify
+"""notifications: messages to residents through GOV.UK Notify, and residents' ratings
 
 Revision ID: 0006_notifications
 Revises: 0005_attachments
@@ -40,8 +40,24 @@ def upgrade() -> None:
         sa.UniqueConstraint("submission_id", "kind", name="uq_notifications_submission_kind"),
     )
     op.create_index("ix_notifications_due", "notifications", ["state", "next_attempt_at"])
+    op.create_table(
+        "ratings",
+        sa.Column("id", Id, autoincrement=True, nullable=False),
+        sa.Column("tenant", sa.String(64), nullable=False),
+        sa.Column("submission_id", Id, nullable=False),
+        sa.Column("form_id", sa.String(128), nullable=False),
+        sa.Column("score", sa.Integer(), nullable=False),
+        sa.Column("comment", sa.Text()),
+        sa.Column("created_at", When, nullable=False),
+        sa.ForeignKeyConstraint(["submission_id"], ["submissions.id"], ondelete="CASCADE", name="fk_ratings_submission_id_submissions"),
+        sa.PrimaryKeyConstraint("id", name="pk_ratings"),
+        sa.UniqueConstraint("submission_id", name="uq_ratings_submission_id"),
+    )
+    op.create_index("ix_ratings_tenant_form", "ratings", ["tenant", "form_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ratings_tenant_form", table_name="ratings")
+    op.drop_table("ratings")
     op.drop_index("ix_notifications_due", table_name="notifications")
     op.drop_table("notifications")
