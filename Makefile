@@ -9,19 +9,20 @@ BENCH_ARGS ?=
 .PHONY: demo test test-future install install-test servers image-tools image lint typecheck bench clean govuk-frontend lock audit
 
 # Every dependency comes from a lock file in requirements/ with its sha256 (pip refuses anything
-# else), then the hub itself with --no-deps; the stamps re-run when a lock file changes.
+# else), with --no-deps since a lock is complete (requirements/excludes.txt: what it leaves out on
+# purpose), then the hub itself with --no-deps; the stamps re-run when a lock file changes.
 # `make lock` regenerates the lock files (docs/deploy.md "Supply chain").
 $(BIN)/hub: pyproject.toml setup.py requirements/pip.txt requirements/runtime.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --require-hashes -r requirements/pip.txt
-	$(BIN)/pip install -q --require-hashes -r requirements/runtime.txt
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/runtime.txt
 	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
 install: $(BIN)/hub
 
 $(VENV)/.test-deps: $(BIN)/hub requirements/test.txt
-	$(BIN)/pip install -q --require-hashes -r requirements/test.txt
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/test.txt
 	@touch $@
 
 install-test: $(VENV)/.test-deps

@@ -16,6 +16,7 @@ from hub.delivery.digest import Digest
 from hub.delivery.status_polling import StatusPoller
 from hub.delivery.webhook_sender import WebhookSender
 from hub.logs import get_logger
+from hub.notifications.sender import NotificationSender
 from hub.privacy import retention
 from hub.runtime import Runtime
 
@@ -98,4 +99,8 @@ def jobs(runtime: Runtime) -> list[Job]:
     if any(t.alerts is not None for t in runtime.config.tenants.values()):
         found.append(Job("alerts", runtime.settings.alert_flush_seconds, Alerts(runtime).flush))
         found.append(Job("digest", runtime.settings.digest_check_seconds, Digest(runtime).due))
+    # residents' messages through GOV.UK Notify (docs/notifications.md): off when no key is set
+    notifier = NotificationSender(runtime)
+    if notifier.enabled:
+        found.append(Job("notifications", NotificationSender.TICK_SECONDS, notifier.run))
     return found

@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 UV="${UV:-uv}"
 # LOCK_ARGS is a list of uv options, split on spaces on purpose
 read -r -a extra <<<"${LOCK_ARGS:-}"
-common=(--quiet --generate-hashes --no-header --python-version 3.11 --python-platform x86_64-manylinux_2_28 "${extra[@]}")
+common=(--quiet --generate-hashes --no-header --python-version 3.11 --python-platform x86_64-manylinux_2_28 --excludes requirements/excludes.txt "${extra[@]}")
 
 compile() {
     local out="$1"; shift

@@ -28,6 +28,7 @@ from hub.api.routes import (
     georeport,
     govuk_forms,
     payments,
+    ratings,
     residents,
     staff_sign_in,
     status_updates,
@@ -95,6 +96,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     app.include_router(status_updates.router)
     app.include_router(webhook_subscriptions.router)
     app.include_router(residents.router)
+    app.include_router(ratings.router)
     app.include_router(attachments.router)
     app.include_router(payments.router)
     # fees are read at start: a broken config/payments/payments.yaml stops the process here

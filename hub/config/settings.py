@@ -29,7 +29,7 @@ ENV_PREFIX = "HUB_"
 # the settings that hold a secret (a password inside a URL counts): each also reads HUB_<NAME>_FILE
 SECRET_SETTINGS = (
     "database_url", "broker_url", "encryption_keys", "index_key", "oidc_client_secret", "session_key",
-    "demo_api_key", "pay_api_key",
+    "demo_api_key", "pay_api_key", "notify_api_key",
 )
 FILE_SUFFIX = "_FILE"
 
@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     alert_flush_seconds: float = Field(default=30.0, gt=0)
     digest_hour: int = Field(default=7, ge=0, le=23)
     digest_check_seconds: float = Field(default=300.0, gt=0)
+    # residents' acknowledgements and closing messages through GOV.UK Notify (docs/notifications.md):
+    # the service's API key (`<name>-<service id>-<secret>`); unset: no message is sent
+    notify_api_key: SecretStr | None = None
+    notify_base_url: str = "https://api.notifications.service.gov.uk"
+    # the first retry of a message Notify could not take waits up to this long, doubling each time (to an hour)
+    notify_retry_base_seconds: float = Field(default=30.0, gt=0)
 
     demo_api_key: str | None = None
     demo_port: int = 8000

@@ -24,6 +24,7 @@ from hub.store.tables import (
     customer_links,
     deliveries,
     outbox,
+    ratings,
     status_events,
     submissions,
     webhooks,
@@ -176,6 +177,8 @@ def _forget(conn: Connection, submission_ids: Sequence[int]) -> None:
     conn.execute(update(status_events).where(status_events.c.submission_id.in_(submission_ids)).values(message=None))
     # staff's corrections hold the resident's answers too
     conn.execute(update(corrections).where(corrections.c.submission_id.in_(submission_ids)).values(payload=None, diff=None))
+    # a rating's comment may name the resident (the score stays in the figures)
+    conn.execute(update(ratings).where(ratings.c.submission_id.in_(submission_ids)).values(comment=None))
 
 
 # -- one resident's submissions

@@ -369,3 +369,44 @@ payments = Table(
     Column("finished_at", UTCDateTime),
     Index("ix_payments_state", "state"),
 )
+
+notifications = Table(
+    "notifications",
+    metadata,
+    # a message to the resident through GOV.UK Notify (hub/notifications/): one per submission and
+    # kind (acknowledgement, closed). No address is kept: the sender reads it from the sealed
+    # payload when it sends, so erasing the payload erases it here too
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("submission_id", Id, ForeignKey("submissions.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    # the final status that closed the case (kind closed)
+    Column("status", String(64)),
+    # pending -> sent, or pending -> retrying -> ... -> failed
+    Column("state", String(16), nullable=False),
+    Column("channel", String(8)),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    # Notify's id for the message it accepted
+    Column("notify_id", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("submission_id", "kind", name="uq_notifications_submission_kind"),
+    Index("ix_notifications_due", "state", "next_attempt_at"),
+)
+
+ratings = Table(
+    "ratings",
+    metadata,
+    # a resident's rating of a completed request (POST /v1/submissions/{reference}/rating): one per
+    # submission. The comment may name the resident, so it is sealed like payloads and erased with them
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("submission_id", Id, ForeignKey("submissions.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("form_id", String(128), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("comment", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_ratings_tenant_form", "tenant", "form_id"),
+)

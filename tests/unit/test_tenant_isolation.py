@@ -109,6 +109,8 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/residents/{subject}/prefill", CLIENT, lambda a: {"subject": "eastmoor-resident-1", "params": {"form": "missed-bin-collection"}}, NOT_FOUND),
     Row("GET", "/v1/residents/{subject}/submissions", CLIENT, lambda a: {"subject": "eastmoor-resident-1"}, NOT_FOUND),
     Row("POST", "/v1/attachments", CLIENT, lambda a: {"content": jpeg_with_gps(), "headers": {"X-Filename": "westvale-photo.jpg"}}, OWN),
+    Row("POST", "/v1/submissions/{reference}/rating", CLIENT, lambda a: {"reference": a.reference, "json": {"score": 5}}, NOT_FOUND),
+    Row("GET", "/v1/admin/ratings", STAFF, nothing, OWN),
     Row("GET", "/v1/attachments/{attachment_id}", CLIENT, lambda a: {"attachment_id": a.attachment_id}, NOT_FOUND),
     # the resident's browser back from GOV.UK Pay: only the unguessable token finds a payment
     Row("GET", "/v1/payments/return/{token}", PUBLIC, lambda a: {"token": f"guessed-{a.reference}"}, NOT_FOUND),

@@ -21,6 +21,7 @@ from hub.config.files import Client
 from hub.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from hub.intake.accept import Intake, Submission
 from hub.runtime import Runtime
+from hub.store import notifications
 from hub.store import submissions as store
 from hub.store.payments import PaidAccepted
 
@@ -71,6 +72,16 @@ class TimelineEntry(BaseModel):
     occurred_at: str | None = None
 
 
+class NotificationStatus(BaseModel):
+    kind: Literal["acknowledgement", "closed"]
+    state: Literal["pending", "retrying", "sent", "failed"]
+    channel: str | None
+    attempts: int
+    last_error: str | None
+    next_attempt_at: str | None
+    updated_at: str
+
+
 class SubmissionStatus(BaseModel):
     reference: str
     # paid forms only: awaiting_payment, payment_unavailable (retried), paid, or cancelled
@@ -82,6 +93,8 @@ class SubmissionStatus(BaseModel):
     deliveries: list[DeliveryStatus]
     # in the order the hub recorded each entry
     timeline: list[TimelineEntry]
+    # the resident's messages through GOV.UK Notify (docs/notifications.md), where any are configured
+    notifications: list[NotificationStatus] = []
 
 
 @router.post(
@@ -153,4 +166,5 @@ async def submission_status(reference: str, runtime: RuntimeDep, client: ClientD
     found = await run_in_threadpool(store.status, runtime.engine, client.tenant, reference)
     if found is None:
         raise NotFound(f"No submission {reference!r} for this client.")
+    found["notifications"] = await run_in_threadpool(notifications.for_submission, runtime.engine, client.tenant, reference)
     return found
