@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
+from hub.attachments.rescan import rescan
 from hub.delivery.status_polling import StatusPoller
 from hub.delivery.webhook_sender import WebhookSender
 from hub.logs import get_logger
@@ -88,4 +89,7 @@ def jobs(runtime: Runtime) -> list[Job]:
     found.append(Job("status-poll", StatusPoller.tick(runtime), one_at_a_time(engine, "status-poll", StatusPoller(runtime).run)))
     # webhook senders need no lock: each claims its events with SKIP LOCKED
     found.append(Job("webhooks", WebhookSender.TICK_SECONDS, WebhookSender(runtime).run))
+    if runtime.settings.clamd_socket:  # files stored while clamd did not answer are scanned again
+        found.append(Job("attachment-rescan", runtime.settings.attachment_rescan_seconds,
+                         one_at_a_time(engine, "attachment-rescan", lambda: rescan(runtime))))
     return found
