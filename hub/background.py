@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
+from hub.attachments.rescan import rescan
 from hub.delivery.alerts import Alerts
 from hub.delivery.digest import Digest
 from hub.delivery.status_polling import StatusPoller
@@ -103,4 +104,7 @@ def jobs(runtime: Runtime) -> list[Job]:
     notifier = NotificationSender(runtime)
     if notifier.enabled:
         found.append(Job("notifications", NotificationSender.TICK_SECONDS, notifier.run))
+    if runtime.settings.clamd_socket:  # files stored while clamd did not answer are scanned again
+        found.append(Job("attachment-rescan", runtime.settings.attachment_rescan_seconds,
+                         one_at_a_time(engine, "attachment-rescan", lambda: rescan(runtime))))
     return found

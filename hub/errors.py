@@ -15,12 +15,14 @@ a delivery error is one delivery outcome, and the rest stop a process or a comma
     │   ├── Unauthorized            401 unauthorized
     │   ├── InvalidSignature        401 invalid-signature
     │   ├── Forbidden               403 forbidden
+    │   ├── BadLinkSignature        403 bad-link-signature  (a signed attachment link that was not signed by the hub)
     │   ├── NotFound                404 not-found
     │   ├── MethodNotAllowed        405 method-not-allowed
     │   ├── IdempotencyConflict     409 idempotency-conflict  (`reference`: the first submission)
     │   ├── Conflict                409 conflict
     │   ├── TooManyWebhooks         409 too-many-webhooks
     │   ├── Erased                  409 erased  (the resident's data was erased: nothing of it is sent again)
+    │   ├── LinkExpired             410 link-expired  (a signed attachment link past its expiry)
     │   ├── BodyTooLarge            413 body-too-large
     │   ├── UnsupportedMediaType    415 unsupported-media-type
     │   ├── ValidationFailed        422 validation-failed  (`errors`: every failing field's pointer)
@@ -127,6 +129,13 @@ class Forbidden(RequestError):
     meaning = "This client is not allowed to do this."
 
 
+class BadLinkSignature(RequestError):
+    status = 403
+    kind = "bad-link-signature"
+    title = "The link is not signed by the hub"
+    meaning = "An attachment's content link must carry the expiry and signature the hub gave it, unchanged."
+
+
 class NotFound(RequestError):
     status = 404
     kind = "not-found"
@@ -173,6 +182,13 @@ class Erased(RequestError):
     kind = "erased"
     title = "Erased at the resident's request"
     meaning = "The resident's personal data was erased; the hub sends nothing of that submission again."
+
+
+class LinkExpired(RequestError):
+    status = 410
+    kind = "link-expired"
+    title = "The link has expired"
+    meaning = "An attachment's content link works until the expiry the hub signed into it; ask for the record again."
 
 
 class BodyTooLarge(RequestError):

@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 
 from connectors.base import Connector, Secrets
 from connectors.registry import ConnectorRegistry
-from hub.attachments.storage import FileStore
+from hub.attachments.links import LinkSigner, link_key
+from hub.attachments.storage import BlobStore, store_from_settings
 from hub.config import production
 from hub.config.connector_hosts import connector_allow_list, outbound_problems
 from hub.config.files import HubConfig, load_config
@@ -42,6 +43,7 @@ class Runtime:
     sealer: Sealer
     index_key: bytes
     _connectors: dict[str, Connector] = field(default_factory=dict)
+    _attachment_store: BlobStore | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -82,9 +84,28 @@ class Runtime:
             return self._connectors[name]
 
     @property
-    def attachment_store(self) -> FileStore:
-        """Where uploaded attachments are kept: under HUB_DATA_DIR, sealed with the payload keys."""
-        return FileStore(self.settings.data_dir / "attachments", self.sealer.fernet)
+    def attachment_store(self) -> BlobStore:
+        """Where uploaded attachments are kept, sealed with the payload keys: under HUB_DATA_DIR,
+        or in the S3-compatible bucket HUB_ATTACHMENT_STORE=s3 names. Built once."""
+        with self._lock:
+            if self._attachment_store is None:
+                self._attachment_store = self._build_attachment_store()
+            return self._attachment_store
+
+    def use_attachment_store(self, store: BlobStore) -> None:
+        """Puts another store in place (a test's own)."""
+        with self._lock:
+            self._attachment_store = store
+
+    def _build_attachment_store(self) -> BlobStore:
+        return store_from_settings(self.settings, self.sealer.fernet)
+
+    @property
+    def attachment_links(self) -> LinkSigner:
+        """Signs the expiring content links back offices fetch (HUB_ATTACHMENT_URL_KEY)."""
+        configured = self.settings.attachment_url_key
+        key = link_key(configured.get_secret_value() if configured else None, self.index_key)
+        return LinkSigner(key, self.settings.public_url, self.settings.attachment_url_seconds)
 
     def connector_names(self) -> list[str]:
         return sorted(self.config.connectors)

@@ -13,12 +13,15 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.fernet import InvalidToken, MultiFernet
 
-from hub.errors import BodyTooLarge, NotFound, UnknownKey
+from hub.errors import BodyTooLarge, ConfigError, NotFound, UnknownKey
 from hub.privacy.sealing import UNKNOWN_KEY
+
+if TYPE_CHECKING:
+    from hub.config.settings import Settings
 
 CHUNK_BYTES = 64 * 1024
 
@@ -124,3 +127,20 @@ class FileStore:
 
     def delete(self, sha256: str) -> None:
         self._path(sha256).unlink(missing_ok=True)
+
+
+def store_from_settings(settings: Settings, fernet: MultiFernet) -> BlobStore:
+    """The store HUB_ATTACHMENT_STORE names: files under HUB_DATA_DIR/attachments, or an
+    S3-compatible bucket (boto3, explicit timeouts; credentials from boto3's own AWS_* sources)."""
+    if settings.attachment_store == "s3":
+        if not settings.attachment_s3_bucket:
+            raise ConfigError("HUB_ATTACHMENT_STORE=s3 needs HUB_ATTACHMENT_S3_BUCKET")
+        import boto3  # only where S3 is used
+        from botocore.config import Config
+
+        from hub.attachments.s3 import S3Store
+
+        client = boto3.client("s3", endpoint_url=settings.attachment_s3_endpoint_url,
+                              config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3}))
+        return S3Store(client, settings.attachment_s3_bucket, fernet)
+    return FileStore(settings.data_dir / "attachments", fernet)

@@ -124,8 +124,12 @@ def retention_run(
         _fail(str(exc))
     if not config.retention:
         typer.echo("no retention rules are configured: every payload is kept", err=True)
+    from hub.attachments.storage import store_from_settings
+    from hub.privacy.sealing import sealer
+
     engine = make_engine(settings.database_url)
-    found = retention.run(engine, config, at, _actor(actor), dry_run=dry_run)
+    blobs = store_from_settings(settings, sealer(settings).fernet)
+    found = retention.run(engine, config, at, _actor(actor), dry_run=dry_run, blobs=blobs)
     engine.dispose()
     typer.echo(f"{'tenant':<16}  {'form':<36}  {'days':>5}  {'would purge' if dry_run else 'purged':>11}")
     for item in found:

@@ -29,7 +29,7 @@ ENV_PREFIX = "HUB_"
 # the settings that hold a secret (a password inside a URL counts): each also reads HUB_<NAME>_FILE
 SECRET_SETTINGS = (
     "database_url", "broker_url", "encryption_keys", "index_key", "oidc_client_secret", "session_key",
-    "demo_api_key", "pay_api_key", "notify_api_key",
+    "demo_api_key", "pay_api_key", "notify_api_key", "attachment_url_key",
 )
 FILE_SUFFIX = "_FILE"
 
@@ -85,6 +85,20 @@ class Settings(BaseSettings):
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # clamd's Unix socket for the attachment virus scan; unset: attachments are stored "unscanned"
     clamd_socket: str | None = None
+    clamd_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # where attachment blobs live: files under data_dir/attachments, or an S3-compatible bucket
+    # (credentials from boto3's own AWS_* variables or instance role; never a HUB_ setting)
+    attachment_store: Literal["filesystem", "s3"] = "filesystem"
+    attachment_s3_bucket: str | None = None
+    attachment_s3_endpoint_url: str | None = None
+    # signs the expiring content links back offices fetch (Open311 media_url); unset: derived
+    # from HUB_INDEX_KEY. Links work for attachment_url_seconds.
+    attachment_url_key: SecretStr | None = None
+    attachment_url_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    # how often the worker rescans files stored while clamd did not answer; their deliveries wait as long
+    attachment_rescan_seconds: float = Field(default=30.0, gt=0)
+    # a multipart submission (answers + files in one request) is refused (413) over this in total
+    attachment_inline_max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     # checked before schema validation, so a hostile payload costs little
     max_depth: int = Field(default=32, gt=0, le=1000)
     max_string_length: int = Field(default=100_000, gt=0)

@@ -20,6 +20,7 @@ import structlog
 
 from connectors.base import DeliveryContext
 from hub import metrics
+from hub.attachments import delivery as attached_files
 from hub.delivery.alerts import Alerts
 from hub.delivery.outcomes import DeferUntil, Delivered, Outcome, Park, RetryAt, Skipped
 from hub.delivery.retry import decide
@@ -28,6 +29,7 @@ from hub.errors import ConfigError, DeliveryError, MappingError, PermanentError,
 from hub.logs import get_logger, personal_data, scrubbed
 from hub.privacy.copies import ERASED_REASON, quoted_forms
 from hub.runtime import Runtime
+from hub.store import attachments as attachment_rows
 from hub.store import circuits, deliveries
 from hub.store.db import KeptConnection
 from hub.store.group_call import GroupCall
@@ -68,14 +70,20 @@ def prepared(job: deliveries.DeliveryJob, attempt: int) -> tuple[dict[str, Any],
     return meta, DeliveryContext(job.reference, job.connector, job.delivery_id, key, attempt, job.tenant, job.form_id)
 
 
-def mapped(runtime: Runtime, job: deliveries.DeliveryJob, payload: Any, meta: dict[str, Any]) -> Any:
-    """The record the delivery's mapping makes of these answers (raises MappingError, or
-    PermanentError when there are no answers left to send)."""
+def mapped(
+    runtime: Runtime, job: deliveries.DeliveryJob, payload: Any, meta: dict[str, Any],
+    files: list[tuple[str, attachment_rows.Attachment]] | None = None,
+) -> Any:
+    """The record the delivery's mapping makes of these answers and the submission's files
+    (raises MappingError, or PermanentError when there are no answers left to send)."""
     mapping = runtime.mappings.get((job.form_id, job.connector))
     if mapping is None:
         raise MappingError(f"no mapping from form {job.form_id!r} to connector {job.connector!r}")
     if payload is None:
         raise PermanentError("the submission's payload was purged or erased before it could be delivered")
+    if files:
+        record = mapping.apply(payload, meta, attached_files.scope(files, runtime.attachment_links))
+        return attached_files.resolve(record, runtime.attachment_store)
     return mapping.apply(payload, meta)
 
 
@@ -165,7 +173,8 @@ class DeliveryHandler:
         with personal_data(pii), structlog.contextvars.bound_contextvars(
             reference=job.reference, delivery_id=job.delivery_id, connector=job.connector
         ):
-            return self.settle(job, self._gate(job) or self._attempt(job, payload))
+            files = attachment_rows.of_delivery(self.runtime.engine, job.delivery_id) if form and form.attachment_fields else []
+            return self.settle(job, self._gate(job) or self._scanned(job, files) or self._attempt(job, payload, files))
 
     def park_dead_letter(self, delivery_id: int) -> Result:
         """A message the broker dead-lettered because workers kept stopping while handling it."""
@@ -190,14 +199,31 @@ class DeliveryHandler:
         log.info("circuit_open_deferred", wait_seconds=round(wait, 3))
         return DeferUntil(now + timedelta(seconds=wait), record=True)
 
-    def _attempt(self, job: deliveries.DeliveryJob, payload: Any) -> Delivered | RetryAt | Park:
+    def _scanned(self, job: deliveries.DeliveryJob, files: list[tuple[str, attachment_rows.Attachment]]) -> DeferUntil | Park | None:
+        """Never sends a file the virus scanner has not passed: a quarantined one parks the
+        delivery; while one is unscanned (clamd did not answer) it waits for the worker's rescan.
+        Without a scanner configured (the demo) files go unscanned, as the hub says at start."""
+        now = datetime.now(UTC)
+        quarantined, unscanned = attachment_rows.quarantined_or_unscanned(a for _, a in files)
+        if quarantined:
+            named = ", ".join(f"{a.id} ({field})" for field, a in files if a in quarantined)
+            return Park(now, f"attachment {named} was quarantined: the virus scanner found something in it; nothing was sent",
+                        "permanent")
+        if unscanned and self.runtime.settings.clamd_socket:
+            wait = self.runtime.settings.attachment_rescan_seconds
+            log.info("attachments_unscanned_deferred", attachments=[a.id for a in unscanned], wait_seconds=wait)
+            return DeferUntil(now + timedelta(seconds=wait), record=True)
+        return None
+
+    def _attempt(self, job: deliveries.DeliveryJob, payload: Any,
+                 files: list[tuple[str, attachment_rows.Attachment]] | None = None) -> Delivered | RetryAt | Park:
         """Maps the payload and sends the record; an error is classified into retry or park."""
         started = datetime.now(UTC)
         attempt = job.attempts + 1
         meta, context = prepared(job, attempt)
         clock = time.perf_counter()
         try:
-            record = mapped(self.runtime, job, payload, meta)
+            record = mapped(self.runtime, job, payload, meta, files)
             sent = self.runtime.connector(job.connector).send(record, context)
         except DeliveryError as error:
             return self._classify(job, attempt, started, error)

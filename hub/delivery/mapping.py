@@ -18,10 +18,11 @@ import jmespath.exceptions
 import yaml
 from jmespath.visitor import TreeInterpreter
 
+from hub.attachments.delivery import MODES, AttachmentRef
 from hub.errors import ConfigError, MappingError
 
 _SOURCES = ("path", "const", "join")
-_TRANSFORMS = ("default", "lookup", "format_date", "timezone", "upper", "lower", "sep", "skip_empty", "template", "omit_if_null")
+_TRANSFORMS = ("default", "lookup", "format_date", "timezone", "upper", "lower", "sep", "skip_empty", "template", "omit_if_null", "attach")
 _TOP_KEYS = ("form", "connector", "tables", "record")
 _OMIT: Any = object()  # an `omit_if_null` value: its key (or list item) is left out of the record
 Evaluator = Callable[[dict[str, Any]], Any]
@@ -198,6 +199,13 @@ class _Compiler:
             if not isinstance(template, str) or "{}" not in template:
                 raise self.error(raw.line, f"{where}: template must be a string containing {{}}")
             steps.append(lambda v: self.fill(template, v, where))
+        if "attach" in raw:
+            # attachments.<field> items as files (e-mail, REST multipart) or base64 in a JSON body
+            mode = raw["attach"]
+            if mode not in MODES:
+                raise self.error(raw.key_lines["attach"], f"{where}: attach must be one of {', '.join(MODES)}")
+            label = f"{self.path.name}: {where}"
+            steps.append(_each(lambda v: AttachmentRef.of(v, mode, label)))
         if raw.get("omit_if_null"):
             steps.append(lambda v: _OMIT if v is None else v)
         return steps
@@ -284,9 +292,11 @@ class RecordMapping:
             raise compiler.error(doc.key_lines.get("record", doc.line), "record must be an object of fields")
         return cls(form_id, connector, path, compiler.obj(record, "record"))
 
-    def apply(self, payload: cabc.Mapping[str, Any], meta: cabc.Mapping[str, Any]) -> dict[str, Any]:
-        """Build the record; MappingError names this file, the output field and the cause."""
-        result: dict[str, Any] = self._root({"payload": payload, "meta": meta})
+    def apply(self, payload: cabc.Mapping[str, Any], meta: cabc.Mapping[str, Any],
+              attachments: cabc.Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Build the record; MappingError names this file, the output field and the cause.
+        `attachments`: the submission's files by field (hub.attachments.delivery `scope`)."""
+        result: dict[str, Any] = self._root({"payload": payload, "meta": meta, "attachments": attachments or {}})
         return result
 
 

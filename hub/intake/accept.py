@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import structlog
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
+from hub.attachments import fields as attachment_fields
 from hub.config.files import Client
 from hub.errors import NotFound, ServiceUnavailable, ValidationFailed
 from hub.intake.bounds import bound_errors
@@ -30,6 +32,7 @@ from hub.privacy.sealing import subject_digest
 from hub.relay.outbox_relay import Relay
 from hub.residents.record import resident_digest
 from hub.runtime import Runtime
+from hub.store import attachments as attachment_store
 from hub.store import submissions as store
 from hub.store.residents import SUBJECT_KIND
 
@@ -50,6 +53,8 @@ class Submission:
     source: str
     # the signed-in resident's `sub` at the portal's identity provider (Resident-Subject header)
     resident: str | None = None
+    # attachment id -> the file's name, for files sent inline with the submission (multipart)
+    file_names: dict[str, str] | None = None
 
 
 class Intake:
@@ -100,6 +105,14 @@ class Intake:
         settings = self.runtime.settings
         return bound_errors(payload, settings.max_depth, settings.max_string_length) or form.errors(payload)
 
+    def _attachments(self, submission: Submission) -> attachment_fields.Checked:
+        """The ids the payload's attachment fields name, checked against the tenant's uploads."""
+        form = submission.form
+        ids = [i for f in form.attachment_fields for i in f.ids(submission.payload)]
+        with self.runtime.engine.connect() as conn:
+            found = attachment_store.many(conn, submission.client.tenant, ids)
+        return attachment_fields.check(form.attachment_fields, submission.payload, found, submission.file_names)
+
     async def accept(self, submission: Submission) -> store.Accepted:
         """Validates, routes and stores the submission; raises ValidationFailed (422) or
         IdempotencyConflict (409). A repeat of the same body returns the first submission."""
@@ -112,6 +125,15 @@ class Intake:
                      pointers=[e.pointer for e in errors])
             raise ValidationFailed(f"{len(errors)} field(s) need attention.", errors=[e.as_dict() for e in errors])
         runtime = self.runtime
+        links: list[tuple[str, str]] = []
+        if form.attachment_fields:
+            checked = await anyio.to_thread.run_sync(self._attachments, submission)
+            if checked.errors:
+                metrics.SUBMISSIONS.labels(form.form_id, "invalid").inc()
+                log.info("submission_invalid", form=form.form_id, client=client.id, source=submission.source,
+                         pointers=[e["pointer"] for e in checked.errors])
+                raise ValidationFailed(f"{len(checked.errors)} attachment(s) need attention.", errors=checked.errors)
+            links = checked.links
         connectors = runtime.router.connectors_for(client.tenant, form.form_id, payload)
         new = store.NewSubmission(
             tenant=client.tenant,
@@ -127,6 +149,7 @@ class Intake:
             subject_links=tuple(
                 (kind, subject_digest(runtime.index_key, kind, value)) for kind, value in form.subject_identifiers(payload)
             ) + (((SUBJECT_KIND, resident_digest(runtime.index_key, submission.resident)),) if submission.resident else ()),
+            attachments=tuple(links),
         )
         fee = Payments.of(runtime).fee_for(client.tenant, form.form_id) if connectors else None
         with personal_data(lambda: form.pii_values(payload)):

@@ -15,6 +15,7 @@ from urllib.request import url2pathname
 
 import jsonschema_rs
 
+from hub.attachments.fields import AttachmentField, attachment_fields
 from hub.config.bundled import is_standards_uri, standards_path
 from hub.errors import SchemaError
 from hub.privacy.personal_fields import (
@@ -49,6 +50,8 @@ class Form:
     pii_paths: tuple[tuple[str, ...], ...] = ()
     # where a resident's e-mail address is: x-pii fields with "format": "email"
     email_paths: tuple[EmailPath, ...] = ()
+    # the answers that hold attachment ids ("x-attachment": true) and each one's limits
+    attachment_fields: tuple[AttachmentField, ...] = ()
 
     @property
     def title(self) -> str:
@@ -122,7 +125,11 @@ def compile_form(form_id: str, version: int, path: Path, standards_dir: Path | N
     except (ValueError, jsonschema_rs.ReferencingError) as exc:
         raise SchemaError(f"{path}: schema does not compile: {exc}") from None
     emails = tuple(dict.fromkeys(email_paths(schema, schema, (), False, (), frozenset())))
-    return Form(form_id, version, schema, path, validator, tuple(pii_paths(schema, ())), emails)
+    try:
+        attached = attachment_fields(schema)
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"{path}: {exc}") from None
+    return Form(form_id, version, schema, path, validator, tuple(pii_paths(schema, ())), emails, attached)
 
 
 def schema_validator(schema: Any, path: Path, validate_formats: bool = True, standards_dir: Path | None = None) -> Any:

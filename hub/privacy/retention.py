@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from hub.attachments.storage import BlobStore
 from hub.config.files import HubConfig, RetentionRule
 from hub.logs import get_logger
 from hub.runtime import Runtime
+from hub.store import attachments as attachment_rows
 from hub.store import audit, personal_data
 
 log = get_logger("hub.privacy.retention")
@@ -53,9 +55,22 @@ class Purged:
     count: int
 
 
-def run(engine: Engine, config: HubConfig, now: datetime, actor: str, dry_run: bool = False) -> list[Purged]:
+def forget_attachments(engine: Engine, blobs: BlobStore) -> int:
+    """Deletes the attachments of submissions whose payloads are gone (purged or erased): their
+    rows in one transaction, then each blob no other row names. Returns how many blobs went."""
+    with engine.begin() as conn:
+        orphans = attachment_rows.forget_finished(conn)
+    for sha256 in orphans:
+        blobs.delete(sha256)
+    if orphans:
+        log.info("attachments_deleted", blobs=len(orphans))
+    return len(orphans)
+
+
+def run(engine: Engine, config: HubConfig, now: datetime, actor: str, dry_run: bool = False,
+        blobs: BlobStore | None = None) -> list[Purged]:
     """Purges every payload that is due (a dry run only counts them); writes one audit entry per
-    tenant that had payloads purged."""
+    tenant that had payloads purged. With `blobs`, the purged submissions' attachments go too."""
     found: list[Purged] = []
     for tenant, form_id in personal_data.unpurged_forms(engine):
         rule = rule_for(config.retention, tenant, form_id)
@@ -67,6 +82,8 @@ def run(engine: Engine, config: HubConfig, now: datetime, actor: str, dry_run: b
             log.info("retention_purged", tenant=tenant, form=form_id, days=rule.days, count=count)
     if not dry_run:
         _audit(engine, found, now, actor)
+        if blobs is not None:
+            forget_attachments(engine, blobs)
     return found
 
 
@@ -86,4 +103,4 @@ def _audit(engine: Engine, found: list[Purged], now: datetime, actor: str) -> No
 
 def scheduled(runtime: Runtime) -> list[Purged]:
     """One scheduled run, as `hub worker` does every HUB_RETENTION_INTERVAL_SECONDS."""
-    return run(runtime.engine, runtime.config, datetime.now(UTC), "schedule:retention")
+    return run(runtime.engine, runtime.config, datetime.now(UTC), "schedule:retention", blobs=runtime.attachment_store)

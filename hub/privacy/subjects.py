@@ -16,6 +16,7 @@ from hub.errors import UnknownKey
 
 # (re-exported: callers and tests know the reason from here)
 from hub.privacy.copies import ERASED_REASON as ERASED_REASON
+from hub.privacy.retention import forget_attachments
 from hub.privacy.sealing import subject_digest
 from hub.residents.record import resident_digest
 from hub.runtime import Runtime
@@ -64,7 +65,9 @@ def erase(runtime: Runtime, tenant: str, email: str, actor: str) -> list[Erased]
     in one transaction; each erased submission gets its own audit entry."""
     digest = subject_digest(runtime.index_key, "email", email)
     with runtime.engine.begin() as conn:
-        return _erase_linked(runtime, conn, tenant, "email", digest, actor, datetime.now(UTC))
+        done = _erase_linked(runtime, conn, tenant, "email", digest, actor, datetime.now(UTC))
+    forget_attachments(runtime.engine, runtime.attachment_store)  # their files, once the erasure committed
+    return done
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def erase_resident(runtime: Runtime, tenant: str, subject: str, actor: str) -> R
         removed = residents.forget(conn, tenant, digest)
         detail = {"submissions": len(done), "references_removed": removed}
         audit.record(conn, actor, tenant, "subject.erase_record", "resident", detail, at=now)
+    forget_attachments(runtime.engine, runtime.attachment_store)
     return ResidentErased(done, removed)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.errors import IdempotencyConflict
 from hub.store.db import one_statement
-from hub.store.tables import customer_links, deliveries, outbox, submissions
+from hub.store.tables import customer_links, deliveries, outbox, submission_attachments, submissions
 from hub.store.timeline import timeline
 
 # Crockford's base32: no I, L, O or U, so a reference read out over the phone is unambiguous
@@ -43,6 +43,8 @@ class NewSubmission:
     reference_prefix: str
     # (kind, keyed digest) of the resident's identifiers, for subject access and erasure
     subject_links: tuple[tuple[str, str], ...] = ()
+    # (field, attachment id) for each attachment the payload names (checked by intake)
+    attachments: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,11 @@ _ACCEPT_MANY = """
         SELECT DISTINCT stored.tenant, stored.id, link.kind, link.digest
         FROM json_to_recordset(CAST(%(links)s AS json)) AS link(reference text, kind text, digest text)
         JOIN stored ON stored.reference = link.reference
+    ), attached AS (
+        INSERT INTO submission_attachments (submission_id, attachment_id, field)
+        SELECT stored.id, file.attachment_id, file.field
+        FROM json_to_recordset(CAST(%(attachments)s AS json)) AS file(reference text, attachment_id text, field text)
+        JOIN stored ON stored.reference = file.reference
     ), routed AS (
         INSERT INTO deliveries (submission_id, tenant, connector, state, attempts, created_at, updated_at)
         SELECT stored.id, stored.tenant, route.connector, 'pending', 0, %(now)s, %(now)s
@@ -163,12 +170,14 @@ def _insert_all_postgres(conn: Connection, batch: list[NewSubmission], reference
         for n, (new, ref) in enumerate(zip(batch, references))
     ]
     links = [{"reference": ref, "kind": kind, "digest": digest} for new, ref in zip(batch, references) for kind, digest in new.subject_links]
+    files = [{"reference": ref, "attachment_id": a, "field": f} for new, ref in zip(batch, references) for f, a in new.attachments]
     routes = [{"reference": ref, "connector": connector, "n": n}
               for n, (ref, connector) in enumerate((ref, c) for new, ref in zip(batch, references) for c in new.connectors)]
     # exec_driver_sql: no compiling, and a failure still arrives as SQLAlchemy's (a 503 when the database is down)
     found = conn.exec_driver_sql(
         _ACCEPT_MANY,
-        {"rows": orjson.dumps(rows).decode(), "links": orjson.dumps(links).decode(), "routes": orjson.dumps(routes).decode(), "now": now},
+        {"rows": orjson.dumps(rows).decode(), "links": orjson.dumps(links).decode(), "routes": orjson.dumps(routes).decode(),
+         "attachments": orjson.dumps(files).decode(), "now": now},
     ).fetchall()
     return {reference: submission_id for reference, submission_id in found}
 
@@ -200,6 +209,10 @@ def _insert_all(conn: Connection, batch: list[NewSubmission], references: list[s
     ]
     if links:
         conn.execute(insert(customer_links), links)
+    files = [{"submission_id": inserted[ref], "attachment_id": a, "field": f}
+             for new, ref in zip(batch, references) if ref in inserted for f, a in new.attachments]
+    if files:
+        conn.execute(insert(submission_attachments), files)
     wanted = [(inserted[ref], new.tenant, c) for new, ref in zip(batch, references) if ref in inserted for c in new.connectors]
     if wanted:
         delivery_ids = conn.execute(
@@ -265,6 +278,9 @@ def _insert(conn: Connection, new: NewSubmission) -> Accepted:
             insert(customer_links),
             [{"tenant": new.tenant, "submission_id": submission_id, "kind": k, "digest": d} for k, d in set(new.subject_links)],
         )
+    if new.attachments:
+        conn.execute(insert(submission_attachments),
+                     [{"submission_id": submission_id, "attachment_id": a, "field": f} for f, a in new.attachments])
     for connector in new.connectors:
         delivery_id = conn.execute(
             insert(deliveries)

@@ -297,10 +297,24 @@ attachments = Table(
     Column("sha256", String(64), nullable=False),
     Column("media_type", String(100), nullable=False),
     Column("size", BigInteger, nullable=False),
-    # clean | unscanned (infected files are not kept: docs/attachments.md)
+    # clean | unscanned | quarantined (infected on upload: not kept; found infected by a rescan:
+    # quarantined, its blob deleted; docs/attachments.md)
     Column("scan", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_attachments_sha256", "sha256"),
+    Index("ix_attachments_scan", "scan"),
+)
+
+
+submission_attachments = Table(
+    "submission_attachments",
+    metadata,
+    # which submission names which attachment, and in which x-attachment field (migration 0006),
+    # written in intake's transaction with the submission
+    Column("submission_id", Id, ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True),
+    Column("attachment_id", String(40), ForeignKey("attachments.id", ondelete="CASCADE"), primary_key=True),
+    Column("field", String(200), nullable=False),
+    Index("ix_submission_attachments_attachment_id", "attachment_id"),
 )
 
 corrections = Table(

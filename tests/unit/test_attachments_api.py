@@ -149,3 +149,50 @@ def test_a_file_name_that_is_a_path_is_refused(hub: EmbeddedHub, blobs: FileStor
 def test_a_file_without_a_name_is_refused(hub: EmbeddedHub, blobs: FileStore) -> None:
     problem = assert_problem(upload(hub, png()), 422, "validation-failed")
     assert problem["errors"][0]["pointer"] == "/headers/X-Filename"
+
+
+def test_a_report_naming_an_unknown_photo_id_is_a_422_naming_the_field(hub: EmbeddedHub, blobs: FileStore) -> None:
+    import json
+
+    from hub.config.settings import Settings
+
+    sample = json.loads((Settings().schemas_dir / "report-fly-tipping" / "samples" / "coordinates-anonymous.json").read_text())
+    response = hub.post("report-fly-tipping", {**sample, "photo_uploads": ["att_" + "x" * 24]})
+    assert response.status_code == 422, response.text
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/photo_uploads/0"]
+
+
+def test_a_report_naming_an_uploaded_photo_is_accepted_and_linked(hub: EmbeddedHub, blobs: FileStore) -> None:
+    import json
+
+    from hub.config.settings import Settings
+    from hub.store.tables import submission_attachments
+
+    photo = upload(hub, jpeg_with_gps(), **{"X-Filename": "tip.jpg"})
+    assert photo.status_code == 201, photo.text
+    sample = json.loads((Settings().schemas_dir / "report-fly-tipping" / "samples" / "coordinates-anonymous.json").read_text())
+    response = hub.post("report-fly-tipping", {**sample, "photo_uploads": [photo.json()["id"]]})
+    assert response.status_code == 202, response.text
+    with hub.runtime.engine.connect() as conn:
+        linked = conn.execute(select(submission_attachments.c.attachment_id)).scalars().all()
+    assert linked == [photo.json()["id"]]
+
+
+def test_once_a_report_is_purged_its_photo_rows_and_stored_bytes_are_gone(hub: EmbeddedHub, blobs: FileStore) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from hub.config.settings import Settings
+    from hub.privacy.retention import forget_attachments
+    from hub.store.tables import submissions
+
+    photo = upload(hub, jpeg_with_gps(), **{"X-Filename": "tip.jpg"}).json()
+    sample = json.loads((Settings().schemas_dir / "report-fly-tipping" / "samples" / "coordinates-anonymous.json").read_text())
+    assert hub.post("report-fly-tipping", {**sample, "photo_uploads": [photo["id"]]}).status_code == 202
+    assert blobs.exists(photo["sha256"]) and forget_attachments(hub.runtime.engine, blobs) == 0
+    with hub.runtime.engine.begin() as conn:  # as retention's purge leaves it
+        conn.execute(update(submissions).values(payload=None, purged_at=datetime.now(UTC)))
+    assert forget_attachments(hub.runtime.engine, blobs) == 1
+    assert not blobs.exists(photo["sha256"]) and stored_files(blobs) == [] and rows(hub) == 0

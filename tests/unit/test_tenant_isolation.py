@@ -114,6 +114,9 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/attachments/{attachment_id}", CLIENT, lambda a: {"attachment_id": a.attachment_id}, NOT_FOUND),
     # the resident's browser back from GOV.UK Pay: only the unguessable token finds a payment
     Row("GET", "/v1/payments/return/{token}", PUBLIC, lambda a: {"token": f"guessed-{a.reference}"}, NOT_FOUND),
+    # a back office with a link the hub signed; without A's signature anyone gets a 403, never the bytes
+    Row("GET", "/v1/attachments/{attachment_id}/content", PUBLIC,
+        lambda a: {"attachment_id": a.attachment_id, "params": {"expires": str(int(time.time()) + 600), "signature": "0" * 64}}, OWN),
     Row("GET", "/open311/v2/services.json", PUBLIC, nothing, OWN),
     Row("GET", "/open311/v2/services/{code}.json", PUBLIC, lambda a: {"code": "fly-tipping"}, OWN),
     # staff

@@ -19,11 +19,13 @@ from typing import Annotated
 
 import anyio.from_thread
 from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import ClientDep, RuntimeDep
 from hub.api.problems import problem_responses
+from hub.attachments.delivery import extension
 from hub.attachments.inspect import AttachmentRules, refuse
 from hub.attachments.receive import Scanner, receive
 from hub.attachments.scan import Clamd, Clean, Infected, Unscanned, Verdict
@@ -79,7 +81,7 @@ def scanner(request: Request, runtime: Runtime) -> Scanner:
     if found is not None:
         return found
     socket_path = runtime.settings.clamd_socket
-    return Clamd(socket_path) if socket_path else NoScanner()
+    return Clamd(socket_path, runtime.settings.clamd_timeout_seconds) if socket_path else NoScanner()
 
 
 def disposition_name(header: str) -> str | None:
@@ -198,3 +200,37 @@ async def metadata(
     if found is None:
         raise NotFound(_GONE)
     return shown(found)
+
+
+@router.get(
+    "/{attachment_id}/content", responses=problem_responses(403, 404, 410, 422),
+    response_class=StreamingResponse,
+    openapi_extra={"responses": {"200": {"description": "The file's bytes (cleaned of metadata)",
+                                         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}},
+)
+async def content(
+    request: Request,
+    attachment_id: Annotated[str, Path(max_length=64, description="The attachment's id")],
+    runtime: RuntimeDep,
+    expires: Annotated[int, Query(ge=0, le=2**40, description="Unix time the link stops working, as signed")],
+    signature: Annotated[str, Query(min_length=64, max_length=64, pattern="^[0-9a-fA-F]{64}$", description="The hub's HMAC of id and expiry")],
+) -> StreamingResponse:
+    """The file's bytes for a back office holding a link the hub signed (Open311 `media_url`):
+    no API key; a link not signed by the hub is a 403, one past its expiry a 410."""
+    runtime.attachment_links.check(attachment_id, expires, signature)
+
+    def read() -> store.Attachment | None:
+        with runtime.engine.connect() as conn:
+            return store.by_id(conn, attachment_id)
+
+    found = await run_in_threadpool(read)
+    if found is None or found.scan == store.QUARANTINED or (found.scan == store.UNSCANNED and runtime.settings.clamd_socket):
+        # (a delivery waits for the scan, so a link is only ever given out for a scanned file)
+        raise NotFound("This attachment is not available.")
+    blobs = attachment_store(request, runtime)
+    if not blobs.exists(found.sha256):
+        raise NotFound("This attachment is not available.")
+    name = f"{found.id}.{extension(found.media_type)}"
+    headers = {"Content-Length": str(found.size), "Content-Disposition": f'attachment; filename="{name}"',
+               "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+    return StreamingResponse(blobs.open(found.sha256), media_type=found.media_type, headers=headers)
