@@ -81,6 +81,8 @@ submissions = Table(
     # the console's search (0007_console_indexes): by the portal's reference, by form newest first
     Index("ix_submissions_idempotency_key", "idempotency_key"),
     Index("ix_submissions_tenant_form_received", "tenant", "form_id", "received_at"),
+    # the dashboard's counts per form: answered from the index alone on PostgreSQL (INCLUDE)
+    Index("ix_submissions_tenant_received_form", "tenant", "received_at", postgresql_include=["form_id"]),
 )
 
 # the states of a delivery (and of a webhook's delivery) still to be sent; the others are final

@@ -25,11 +25,19 @@ INDEXES = (
 )
 
 
+# the dashboard's counts per form over a window: the form in the index, so PostgreSQL answers from
+# the index alone instead of reading each submission's row (a kilobyte of sealed answers each)
+COVERING = ("ix_submissions_tenant_received_form", "submissions", ("tenant", "received_at"), ("form_id",))
+
+
 def upgrade() -> None:
     for name, table, columns in INDEXES:
         op.create_index(name, table, list(columns))
+    name, table, columns, included = COVERING
+    op.create_index(name, table, list(columns), postgresql_include=list(included))
 
 
 def downgrade() -> None:
+    op.drop_index(COVERING[0], table_name=COVERING[1])
     for name, table, _ in reversed(INDEXES):
         op.drop_index(name, table_name=table)
