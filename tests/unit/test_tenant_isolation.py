@@ -136,6 +136,7 @@ MATRIX: list[Row] = [
     Row("POST", "/v1/admin/deliveries/replay", STAFF, lambda a: {"json": {"connector": "crm"}}, OWN),
     Row("POST", "/v1/admin/deliveries/{delivery_id}/corrections", STAFF, lambda a: {"delivery_id": a.parked_delivery_id, "json": {"answers": {**SAMPLE, "notes": "by B"}, "reason": "B tries"}}, NOT_FOUND),
     Row("GET", "/v1/admin/audit", STAFF, nothing, OWN),
+    Row("GET", "/v1/admin/savings", STAFF, nothing, OWN),
     Row("GET", "/v1/admin/clients", STAFF, nothing, OWN),
     Row("POST", "/v1/admin/clients", STAFF, lambda a: {"json": {"id": "b-made-for-a", "tenant": "eastmoor"}}, NOT_FOUND),
     Row("POST", "/v1/admin/clients/{client_id}/revoke", STAFF, lambda a: {"client_id": a.client_id}, NOT_FOUND),

@@ -1,0 +1,98 @@
+"""Channel-shift savings (hub/console/savings.py) from submissions posted through intake and
+delivered, parked or replayed on the hub: the figures, their unit costs, the tenant scope, and the
+JSON admin endpoint."""
+
+# ruff: noqa: F811 - the `console` fixture is test_console's, imported, and named by each test
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import time_machine
+
+from hub.auth import sessions
+from hub.config.files import SavingsEntry, UnitCosts
+from hub.console.savings import savings
+from hub.store.deliveries import record_delivered, record_parked
+from hub.store.replay import ParkedFilter, replay
+from tests.unit.test_console import GARDEN, GENERAL, Console, console  # noqa: F401 - the fixture
+
+DEFAULTS = UnitCosts()
+
+
+def seed(console: Console) -> dict[str, int]:
+    """Eastmoor: last month 2 straight in; this month 3 straight in, one with a parked garden
+    delivery, one parked then replayed and delivered. Westvale: 1 straight in this month.
+    Returns the expected straight-in count per month key."""
+    engine = console.runtime.engine
+    now = datetime.now(UTC)
+    last_month = now.replace(day=1) - timedelta(days=1)
+
+    def deliver_all(reference: str) -> None:
+        for delivery_id in console.delivery_ids(reference).values():
+            record_delivered(engine, delivery_id, datetime.now(UTC), None)
+
+    with time_machine.travel(last_month.replace(hour=12), tick=True):
+        before = [console.submit("eastmoor", GENERAL) for _ in range(2)]
+        for reference in before:
+            deliver_all(reference)
+    straight = [console.submit("eastmoor", GENERAL) for _ in range(3)]
+    for reference in straight:
+        deliver_all(reference)
+    garden = console.submit("eastmoor", GARDEN)
+    ids = console.delivery_ids(garden)
+    record_delivered(engine, ids["crm"], now, None)
+    record_parked(engine, ids["garden-waste"], now, "400", "parked")
+    replayed = console.submit("eastmoor", GENERAL)
+    crm = console.delivery_ids(replayed)["crm"]
+    record_parked(engine, crm, now, "400", "parked")
+    replay(engine, ParkedFilter(ids=(crm,)), "test")
+    record_delivered(engine, crm, datetime.now(UTC), None)
+    deliver_all(console.submit("westvale", GENERAL))
+    return {last_month.strftime("%Y-%m"): len(before), now.strftime("%Y-%m"): len(straight)}
+
+
+def test_only_submissions_delivered_everywhere_without_a_replay_count_at_the_default_costs(console: Console) -> None:
+    expected = seed(console)
+    found = savings(console.runtime.engine, console.runtime.config, "eastmoor")
+    assert {x.month: x.straight_in for x in found} == expected
+    assert {x.tenant for x in found} == {"eastmoor"} and {x.form for x in found} == {"missed-bin-collection"}
+    for line in found:
+        assert line.replaces == "phone"
+        assert line.rekeying_minutes == 5 * expected[line.month]
+        assert line.money_saved == round(expected[line.month] * (DEFAULTS.phone - DEFAULTS.online), 2)
+    everyone = savings(console.runtime.engine, console.runtime.config, None)
+    assert {x.tenant for x in everyone} == {"eastmoor", "westvale"}
+    this_month = max(expected)
+    only = savings(console.runtime.engine, console.runtime.config, "eastmoor", month_from=this_month, month_to=this_month)
+    assert [(x.month, x.straight_in) for x in only] == [(this_month, expected[this_month])]
+
+
+def test_the_configured_channel_unit_costs_and_minutes_change_the_figures(console: Console) -> None:
+    expected = seed(console)
+    costs = UnitCosts(face_to_face=20.0, online=0.5)
+    config = replace(console.runtime.config, savings=(
+        SavingsEntry(unit_costs=costs),
+        SavingsEntry(form="missed-bin-collection", replaces="face_to_face", rekeying_minutes=12),
+    ))
+    for line in savings(console.runtime.engine, config, "eastmoor"):
+        n = expected[line.month]
+        assert line.replaces == "face_to_face" and line.rekeying_minutes == 12 * n
+        assert line.money_saved == round(n * (20.0 - 0.5), 2)
+
+
+def test_the_json_endpoint_gives_the_same_figures_scoped_to_the_staff_members_tenant(console: Console) -> None:
+    seed(console)
+    config = console.runtime.config
+
+    def token(staff_id: str) -> str:
+        return sessions.issue(config.staff[staff_id], console.secret, 600).token
+
+    with console.browser() as client:
+        own = client.get("/v1/admin/savings", headers={"Authorization": f"Bearer {token('eastmoor-operator')}"})
+        assert own.status_code == 200, own.text
+        assert own.json()["items"] == [x.as_dict() for x in savings(console.runtime.engine, config, "eastmoor")]
+        assert "westvale" not in own.text and "Socitm" in own.json()["source"]
+        bad = client.get("/v1/admin/savings", params={"from": "2025-13"},
+                         headers={"Authorization": f"Bearer {token('eastmoor-operator')}"})
+        assert bad.status_code == 422 and "from" in bad.text
