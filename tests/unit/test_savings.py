@@ -5,14 +5,19 @@ JSON admin endpoint."""
 # ruff: noqa: F811 - the `console` fixture is test_console's, imported, and named by each test
 from __future__ import annotations
 
+import csv
+import io
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import time_machine
 
 from hub.auth import sessions
 from hub.config.files import SavingsEntry, UnitCosts
 from hub.console.savings import savings
+from hub.console.savings_pages import neutralised
 from hub.store.deliveries import record_delivered, record_parked
 from hub.store.replay import ParkedFilter, replay
 from tests.unit.test_console import GARDEN, GENERAL, Console, console  # noqa: F401 - the fixture
@@ -93,6 +98,45 @@ def test_the_json_endpoint_gives_the_same_figures_scoped_to_the_staff_members_te
         assert own.status_code == 200, own.text
         assert own.json()["items"] == [x.as_dict() for x in savings(console.runtime.engine, config, "eastmoor")]
         assert "westvale" not in own.text and "Socitm" in own.json()["source"]
+        page = table_rows(console.signed_in_as("eastmoor-operator").get("/console/savings").text)
+        assert [[x["tenant"], x["month"], str(x["straight_in"]), f"{x['money_saved_gbp']:.2f}"] for x in own.json()["items"]] == [
+            [r[0], r[2], r[3], r[6]] for r in page]
+        every = client.get("/v1/admin/savings", headers={"Authorization": f"Bearer {token('ict-operator')}"})
+        assert {x["tenant"] for x in every.json()["items"]} == {"eastmoor", "westvale"}
         bad = client.get("/v1/admin/savings", params={"from": "2025-13"},
                          headers={"Authorization": f"Bearer {token('eastmoor-operator')}"})
         assert bad.status_code == 422 and "from" in bad.text
+
+
+def table_rows(html: str) -> list[list[str]]:
+    body = html.split('id="savings"', 1)[1].split("</tbody>", 1)[0].split("<tbody", 1)[1]
+    return [[unescape(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+
+
+def test_the_page_shows_the_figures_as_chart_and_table_and_the_csv_equals_the_table(console: Console) -> None:
+    expected = seed(console)
+    browser = console.signed_in_as("eastmoor-operator")
+    page = browser.get("/console/savings")
+    assert page.status_code == 200, page.text
+    assert "Socitm Insight channel-cost benchmarking" in page.text and 'href="/console/savings"' in page.text
+    rows = table_rows(page.text)
+    assert [(r[0], r[2], r[3]) for r in rows] == [("eastmoor", m, str(n)) for m, n in sorted(expected.items())]
+    assert all(r[6] == f"{int(r[3]) * (DEFAULTS.phone - DEFAULTS.online):.2f}" for r in rows)
+    assert "westvale" not in page.text
+    svg = page.text.split("<svg", 1)[1].split("</svg>", 1)[0]
+    assert 'role="img"' in svg and "<title" in svg and "<desc" in svg and "style=" not in svg
+    assert svg.count("<rect") == len(rows)
+    download = browser.get("/console/savings.csv")
+    assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+    lines = list(csv.reader(io.StringIO(download.text)))
+    assert lines[1:] == rows
+    bad = browser.get("/console/savings", params={"from": "March", "to": "2025-13", "form": "nope"})
+    assert bad.status_code == 400
+    summary = bad.text.split("govuk-error-summary__list", 1)[1].split("</ul>", 1)[0]
+    assert all(f'href="#{field}"' in summary for field in ("from", "to", "form"))
+
+
+def test_a_cell_a_spreadsheet_would_run_is_quoted() -> None:
+    assert [neutralised(x) for x in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "eastmoor")] == [
+        "'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "'\rx", "eastmoor"]

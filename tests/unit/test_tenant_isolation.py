@@ -156,6 +156,8 @@ MATRIX: list[Row] = [
     Row("GET", "/console/submissions/{reference}", CONSOLE, lambda a: {"reference": a.reference}, NOT_FOUND),
     Row("POST", "/console/submissions/{reference}/reveal", CONSOLE, lambda a: {"reference": a.reference}, NOT_FOUND),
     Row("GET", "/console/deliveries", CONSOLE, nothing, OWN),
+    Row("GET", "/console/savings", CONSOLE, nothing, OWN),
+    Row("GET", "/console/savings.csv", CONSOLE, nothing, OWN),
     Row("POST", "/console/deliveries/{delivery_id}/replay", CONSOLE, lambda a: {"delivery_id": a.parked_delivery_id}, NOT_FOUND),
     Row("POST", "/console/deliveries/replay", CONSOLE, lambda a: {"form": {f"delivery-{a.parked_delivery_id}": "yes", "action": "replay"}}, OWN),
     Row("GET", "/console/deliveries/{delivery_id}/edit", CONSOLE, lambda a: {"delivery_id": a.parked_delivery_id}, NOT_FOUND),
