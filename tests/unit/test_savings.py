@@ -8,21 +8,53 @@ from __future__ import annotations
 import csv
 import io
 import re
+import secrets
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from pathlib import Path
+from typing import Any
 
+import pytest
 import time_machine
+from pydantic import SecretStr
 
+from hub.api.app import create_app
 from hub.auth import sessions
 from hub.config.files import SavingsEntry, UnitCosts
+from hub.config.settings import Settings
 from hub.console.savings import savings
 from hub.console.savings_pages import neutralised
+from hub.runtime import Runtime
 from hub.store.deliveries import record_delivered, record_parked
+from hub.store.migrate import upgrade
 from hub.store.replay import ParkedFilter, replay
-from tests.unit.test_console import GARDEN, GENERAL, Console, console  # noqa: F401 - the fixture
+from tests.support.oidc import oidc_issuer
+from tests.unit.test_console import BASE, GARDEN, GENERAL, Console, console  # noqa: F401 - the fixture
 
 DEFAULTS = UnitCosts()
+
+
+@pytest.fixture()
+def pg_console(postgres: Any, tmp_path: Path) -> Iterator[Console]:
+    """test_console's console, its store on the tests' PostgreSQL server."""
+    with oidc_issuer() as issuer:
+        secret = secrets.token_hex(32)
+        keys = {"eastmoor": "em-key-" + secrets.token_hex(8), "westvale": "wv-key-" + secrets.token_hex(8)}
+        client_id, client_secret = issuer.register_client(f"{BASE}/console/callback")
+        url = postgres.create_database("savings_" + secrets.token_hex(4))
+        settings = Settings(database_url=url, broker_url="memory://", staff_auth="both", oidc_issuer=issuer.url,
+                            oidc_client_id=client_id, oidc_client_secret=SecretStr(client_secret),
+                            session_key=SecretStr(secret), public_url=BASE)
+        env = {"HUB_DEMO_API_KEY": keys["eastmoor"], "WESTVALE_API_KEY": keys["westvale"],
+               "CRM_URL": "http://127.0.0.1:9", "CRM_API_TOKEN": "t", "GARDEN_WASTE_URL": "http://127.0.0.1:9", "GARDEN_WASTE_API_TOKEN": "t"}
+        runtime = Runtime.build(settings, env)
+        upgrade(runtime.engine)
+        try:
+            yield Console(runtime, create_app(runtime), issuer, secret.encode(), keys)
+        finally:
+            runtime.close()
 
 
 def seed(console: Console) -> dict[str, int]:
@@ -140,3 +172,28 @@ def test_the_page_shows_the_figures_as_chart_and_table_and_the_csv_equals_the_ta
 def test_a_cell_a_spreadsheet_would_run_is_quoted() -> None:
     assert [neutralised(x) for x in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "eastmoor")] == [
         "'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "'\rx", "eastmoor"]
+
+
+def test_the_same_figures_on_postgresql(pg_console: Console) -> None:
+    expected = seed(pg_console)
+    found = savings(pg_console.runtime.engine, pg_console.runtime.config, "eastmoor")
+    assert {x.month: x.straight_in for x in found} == expected
+    assert {x.tenant for x in savings(pg_console.runtime.engine, pg_console.runtime.config, None)} == {"eastmoor", "westvale"}
+
+
+def test_the_savings_configuration_loads_and_a_bad_entry_is_refused_naming_the_field(tmp_path: Path) -> None:
+    from hub.config.files import load_config
+    from hub.errors import ConfigError
+    from tests.unit.test_config import minimal, write
+
+    minimal(tmp_path)
+    write(tmp_path, "savings.yaml", "savings:\n  - {unit_costs: {phone: 4.5}}\n  - {form: missed-bin-collection, replaces: post, rekeying_minutes: 8}\n")
+    config = load_config(tmp_path, {})
+    assert config.unit_costs.phone == 4.5 and config.unit_costs.face_to_face == DEFAULTS.face_to_face
+    assert config.savings_for("missed-bin-collection").replaces == "post"
+    assert config.savings_for("other").replaces == "phone" and config.savings_for("other").rekeying_minutes == 5
+    write(tmp_path, "savings.yaml", "savings:\n  - {form: x, replaces: pigeon, rekeying_minutes: -1}\n  - {unit_costs: {phone: -2}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, {})
+    message = str(caught.value)
+    assert "savings.yaml:2" in message and "replaces" in message and "rekeying_minutes" in message and "unit_costs.phone" in message
