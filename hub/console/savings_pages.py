@@ -18,7 +18,7 @@ from hub.console.session import RuntimeDep, SignedDep, router
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 HEADERS = ("Tenant", "Form", "Month", "Straight into a back office", "Channel replaced",
            "Re-keying minutes avoided", "Money saved (£)")
-CHART_WIDTH, BAR_HEIGHT, LABEL_WIDTH = 640, 28, 260
+CHART_WIDTH, BAR_HEIGHT, LABEL_WIDTH = 480, 52, 0
 
 
 def _filters(request: Request, forms: list[str]) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -42,7 +42,7 @@ def _row(x: Saving) -> list[str]:
 def _chart(found: list[Saving]) -> dict[str, Any]:
     """Bars of money saved per row, sized on the server (SVG presentation attributes only)."""
     top = max((x.money_saved for x in found), default=0.0) or 1.0
-    room = CHART_WIDTH - LABEL_WIDTH - 90
+    room = CHART_WIDTH - LABEL_WIDTH - 110
     bars = [{"y": i * BAR_HEIGHT, "width": max(1, round(x.money_saved / top * room)),
              "label": f"{x.tenant} {x.form} {x.month}", "value": f"£{x.money_saved:,.2f}"} for i, x in enumerate(found)]
     return {"bars": bars, "width": CHART_WIDTH, "height": max(1, len(bars)) * BAR_HEIGHT, "label_width": LABEL_WIDTH}
