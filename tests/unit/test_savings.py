@@ -197,3 +197,23 @@ def test_the_savings_configuration_loads_and_a_bad_entry_is_refused_naming_the_f
         load_config(tmp_path, {})
     message = str(caught.value)
     assert "savings.yaml:2" in message and "replaces" in message and "rekeying_minutes" in message and "unit_costs.phone" in message
+
+
+def test_on_the_embedded_hub_the_worker_delivered_count_and_a_replayed_one_does_not(tmp_path: Path) -> None:
+    from simulators.crm import FailurePlan
+    from tests.support.staff import staffed_hub
+
+    with staffed_hub(tmp_path) as (hub, tokens):
+        straight = [hub.post("missed-bin-collection", GENERAL).json()["reference"] for _ in range(2)]
+        for reference in straight:
+            assert [d["state"] for d in hub.wait_until_settled(reference)["deliveries"]] == ["delivered"]
+        hub.crm.arm(FailurePlan(count=1, mode="status", status=400))
+        replayed = hub.post("missed-bin-collection", GENERAL).json()["reference"]
+        assert [d["state"] for d in hub.wait_until_settled(replayed)["deliveries"]] == ["parked"]
+        [parked] = [d["delivery_id"] for d in hub.admin("GET", "/deliveries").json() if d["reference"] == replayed]
+        assert hub.admin("POST", f"/deliveries/{parked}/replay").status_code == 200
+        assert [d["state"] for d in hub.wait_until_settled(replayed)["deliveries"]] == ["delivered"]
+        items = hub.admin("GET", "/savings", token=tokens["eastmoor-operator"]).json()["items"]
+    month = datetime.now(UTC).strftime("%Y-%m")
+    assert [(x["tenant"], x["month"], x["straight_in"]) for x in items] == [("eastmoor", month, len(straight))]
+    assert items[0]["money_saved_gbp"] == round(len(straight) * (DEFAULTS.phone - DEFAULTS.online), 2)
