@@ -23,6 +23,7 @@ from hub.api.routes import (
     admin,
     admin_clients,
     admin_corrections,
+    admin_savings,
     admin_submissions,
     attachments,
     georeport,
@@ -103,6 +104,7 @@ def create_app(runtime: Runtime, relay: Relay | None = None, manage_relay: bool 
     Payments.of(runtime)
     app.include_router(admin_clients.router)
     app.include_router(admin_corrections.router)
+    app.include_router(admin_savings.router)
     app.include_router(staff_sign_in.router)
     # the staff console: its pages, /console/static, its headers and error pages (docs/console.md)
     console.install(app)

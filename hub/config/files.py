@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hub.config.bundled import is_standards_uri, standards_path
 from hub.errors import ConfigError
 
-SECTIONS = ("tenants", "clients", "connectors", "routes", "staff", "retention")
+SECTIONS = ("tenants", "clients", "connectors", "routes", "staff", "retention", "savings")
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _LINE = "__line__"
 
@@ -199,6 +199,30 @@ class RetentionRule(_Model):
     days: int = Field(ge=0, le=36500)
 
 
+Channel = Literal["face_to_face", "phone", "email", "post"]
+
+
+class UnitCosts(_Model):
+    """Cost of one transaction by each channel, in pounds (Socitm Insight channel-cost benchmarking)."""
+
+    face_to_face: float = Field(default=10.53, ge=0)
+    phone: float = Field(default=3.00, ge=0)
+    email: float = Field(default=3.00, ge=0)
+    post: float = Field(default=10.53, ge=0)
+    online: float = Field(default=0.08, ge=0)
+
+
+class SavingsEntry(_Model):
+    """An entry of the optional `savings` section: either `unit_costs` (one entry at most) or a
+    form's `replaces` (the channel it took over) and `rekeying_minutes` (officer time per case)."""
+
+    form: str | None = None
+    replaces: Channel = "phone"
+    rekeying_minutes: float = Field(default=5, ge=0, le=1440)
+    unit_costs: UnitCosts | None = None
+    source: str = "Socitm Insight channel-cost benchmarking"
+
+
 _MODELS: dict[str, type[_Model]] = {
     "tenants": Tenant,
     "clients": Client,
@@ -206,6 +230,7 @@ _MODELS: dict[str, type[_Model]] = {
     "routes": Route,
     "staff": Staff,
     "retention": RetentionRule,
+    "savings": SavingsEntry,
 }
 
 
@@ -225,6 +250,19 @@ class HubConfig:
     staff: dict[str, Staff] = field(default_factory=dict)
     staff_index: dict[str, str] = field(default_factory=dict)
     retention: tuple[RetentionRule, ...] = ()
+    savings: tuple[SavingsEntry, ...] = ()
+
+    @property
+    def unit_costs(self) -> UnitCosts:
+        return next((x.unit_costs for x in self.savings if x.unit_costs is not None), UnitCosts())
+
+    @property
+    def cost_source(self) -> str:
+        return next((x.source for x in self.savings if x.unit_costs is not None), SavingsEntry().source)
+
+    def savings_for(self, form_id: str) -> SavingsEntry:
+        """The form's entry, or the defaults (replaces phone, 5 minutes' re-keying)."""
+        return next((x for x in self.savings if x.form == form_id), SavingsEntry(form=form_id))
 
     def client_for_key(self, key: str) -> Client | None:
         client_id = self.key_index.get(hash_api_key(key))
@@ -390,6 +428,12 @@ def load_config(directory: Path, environ: Mapping[str, str], standards_dir: Path
     routes = _validate("routes", sections["routes"], problems)
     staff = _validate("staff", sections["staff"], problems)
     retention = _validate("retention", sections["retention"], problems)
+    savings = _validate("savings", sections["savings"], problems)
+    if sum(1 for _, entry in savings if entry.unit_costs is not None) > 1:
+        problems.append(f"{savings[-1][0].where}: savings unit_costs: given more than once")
+    for item, entry in savings:
+        if (entry.form is None) == (entry.unit_costs is None):
+            problems.append(f"{item.where}: savings form: give either form (with replaces, rekeying_minutes) or unit_costs")
 
     def unique(items: list[tuple[_Item, Any]], attr: str, kind: str) -> dict[str, Any]:
         seen: dict[str, Any] = {}
@@ -473,4 +517,5 @@ def load_config(directory: Path, environ: Mapping[str, str], standards_dir: Path
         staff=staff_map,
         staff_index=staff_index,
         retention=tuple(rule for _, rule in retention),
+        savings=tuple(entry for _, entry in savings),
     )

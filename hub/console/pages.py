@@ -129,7 +129,7 @@ async def reveal(request: Request, reference: Reference, runtime: RuntimeDep, si
 
 def install(app: FastAPI) -> None:
     """The console's routes, static files, headers and error pages on the hub's app."""
-    from hub.console import admin_pages, connectors, deliveries  # noqa: F401 - their routes join the console's router
+    from hub.console import admin_pages, connectors, deliveries, savings_pages  # noqa: F401 - their routes join the console's router
 
     app.include_router(router)
     static_files.install(app)
