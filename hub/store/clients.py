@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.config.files import Client, HubConfig, hash_api_key
@@ -171,10 +171,7 @@ def revoke(engine: Engine, client_id: str, actor: str, tenant: str | None = None
     """Revokes the client's key and audits it; None when there is no such client (for `tenant`,
     when given). Revoking a revoked client changes nothing and writes nothing."""
     with engine.begin() as conn:
-        query = select(api_clients).where(api_clients.c.id == client_id)
-        if tenant is not None:
-            query = query.where(api_clients.c.tenant == tenant)
-        row = conn.execute(query).first()
+        row = _row(conn, client_id, tenant)
         if row is None:
             return None
         if row.revoked_at is None:
@@ -192,6 +189,14 @@ class ClientRevoked(Conflict):
         self.client_id = client_id
 
 
+def _row(conn: Connection, client_id: str, tenant: str | None) -> Any:
+    """The stored client's row (only `tenant`'s, when given), or None."""
+    query = select(api_clients).where(api_clients.c.id == client_id)
+    if tenant is not None:
+        query = query.where(api_clients.c.tenant == tenant)
+    return conn.execute(query).first()
+
+
 def rotate(engine: Engine, client_id: str, actor: str, grace: timedelta, tenant: str | None = None) -> tuple[StoredClient, str] | None:
     """Gives the client a new key (returned, to be shown once) and keeps its current key working
     for `grace`; a key an earlier rotation replaced stops now. The new key lasts as long as the
@@ -200,10 +205,7 @@ def rotate(engine: Engine, client_id: str, actor: str, grace: timedelta, tenant:
     key = new_key()
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        query = select(api_clients).where(api_clients.c.id == client_id)
-        if tenant is not None:
-            query = query.where(api_clients.c.tenant == tenant)
-        row = conn.execute(query).first()
+        row = _row(conn, client_id, tenant)
         if row is None:
             return None
         if row.revoked_at is not None:
@@ -229,10 +231,7 @@ def revoke_previous(engine: Engine, client_id: str, actor: str, tenant: str | No
     it was still working; None when there is no such client (for `tenant`, when given)."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        query = select(api_clients).where(api_clients.c.id == client_id)
-        if tenant is not None:
-            query = query.where(api_clients.c.tenant == tenant)
-        row = conn.execute(query).first()
+        row = _row(conn, client_id, tenant)
         if row is None:
             return None
         if row.previous_key_expires_at is not None and row.previous_key_expires_at > now:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hub.store.status_events import FINAL_STATUSES
 from hub.store.tables import OPEN_STATES, notifications, status_events, submissions
+from hub.store.webhooks import lease_due
 
 # how far back a scan looks: a message more than a day late is not worth sending
 WINDOW = timedelta(hours=24)
@@ -85,21 +86,9 @@ def claim(engine: Engine, limit: int, lease: timedelta, now: datetime) -> list[C
     """Up to `limit` due messages for one attempt each; the lease keeps other senders off them
     and SKIP LOCKED lets several claim side by side on PostgreSQL."""
     with engine.begin() as conn:
-        due = (
-            select(notifications.c.id)
-            .where(notifications.c.state.in_(OPEN_STATES), notifications.c.next_attempt_at <= now)
-            .order_by(notifications.c.next_attempt_at, notifications.c.id)
-            .limit(limit)
-        )
-        if conn.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        ids = list(conn.execute(due).scalars())
+        ids = lease_due(conn, notifications, limit, lease, now)
         if not ids:
             return []
-        conn.execute(
-            update(notifications).where(notifications.c.id.in_(ids))
-            .values(attempts=notifications.c.attempts + 1, next_attempt_at=now + lease, updated_at=now)
-        )
         rows = conn.execute(
             select(notifications.c.id, notifications.c.tenant, notifications.c.kind, notifications.c.status,
                    notifications.c.attempts, submissions.c.reference, submissions.c.form_id, submissions.c.form_version,

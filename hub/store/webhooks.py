@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -202,26 +202,34 @@ class _HookRow:
     secrets: str
 
 
+def lease_due(conn: Connection, table: Table, limit: int, lease: timedelta, now: datetime) -> list[int]:
+    """The ids of up to `limit` open rows of `table` that are due, each given one more attempt and
+    a lease (a later next_attempt_at) that keeps other senders off it; SKIP LOCKED lets several
+    senders claim side by side on PostgreSQL. Webhook events and resident messages share it."""
+    due = (
+        select(table.c.id)
+        .where(table.c.state.in_(OPEN_STATES), table.c.next_attempt_at <= now)
+        .order_by(table.c.next_attempt_at, table.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(conn.execute(due).scalars())
+    if ids:
+        conn.execute(
+            update(table).where(table.c.id.in_(ids))
+            .values(attempts=table.c.attempts + 1, next_attempt_at=now + lease, updated_at=now)
+        )
+    return ids
+
+
 def claim(engine: Engine, sealer: Sealer, limit: int, lease: timedelta, now: datetime) -> list[Claimed]:
     """Takes up to `limit` due events for one attempt each. The lease (a later next_attempt_at)
     keeps other senders off them; SKIP LOCKED lets several senders claim side by side on PostgreSQL."""
     with engine.begin() as conn:
-        due = (
-            select(webhook_deliveries.c.id)
-            .where(webhook_deliveries.c.state.in_(OPEN_STATES), webhook_deliveries.c.next_attempt_at <= now)
-            .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id)
-            .limit(limit)
-        )
-        if conn.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        ids = list(conn.execute(due).scalars())
+        ids = lease_due(conn, webhook_deliveries, limit, lease, now)
         if not ids:
             return []
-        conn.execute(
-            update(webhook_deliveries)
-            .where(webhook_deliveries.c.id.in_(ids))
-            .values(attempts=webhook_deliveries.c.attempts + 1, next_attempt_at=now + lease, updated_at=now)
-        )
         rows = conn.execute(
             select(webhook_deliveries, webhooks.c.url, webhooks.c.secrets, webhooks.c.client_id, webhooks.c.events,
                    webhooks.c.created_at.label("webhook_created_at"))
