@@ -72,6 +72,11 @@ def figures(engine: Engine, since: datetime, tenant: str | None) -> Figures:
     window = [submissions.c.received_at >= since]
     if tenant is not None:
         window.append(submissions.c.tenant == tenant)
+    # a delivery is made with its submission (intake's one transaction): the same window on it lets
+    # PostgreSQL read the window's deliveries by index (tenant, created_at), not all of them
+    joined_window = [*window, deliveries.c.created_at >= since]
+    if tenant is not None:
+        joined_window.append(deliveries.c.tenant == tenant)
     straight = case((and_(deliveries.c.state == "delivered", deliveries.c.attempts == 1, deliveries.c.attempts_base == 0), 1), else_=0)
     forms: dict[str, Line] = {}
     connectors: dict[str, Line] = {}
@@ -84,7 +89,7 @@ def figures(engine: Engine, since: datetime, tenant: str | None) -> Figures:
         joined = submissions.join(deliveries, deliveries.c.submission_id == submissions.c.id)
         by_state = conn.execute(
             select(submissions.c.form_id, deliveries.c.connector, deliveries.c.state, func.count(), func.sum(straight))
-            .select_from(joined).where(*window)
+            .select_from(joined).where(*joined_window)
             .group_by(submissions.c.form_id, deliveries.c.connector, deliveries.c.state)
         ).all()
         for form_id, connector, state, count, through in by_state:
@@ -101,7 +106,7 @@ def figures(engine: Engine, since: datetime, tenant: str | None) -> Figures:
             for column, lines in ((submissions.c.form_id, forms), (deliveries.c.connector, connectors)):
                 for name, median, p95 in conn.execute(
                     select(column, func.percentile_disc(0.5).within_group(took), func.percentile_disc(0.95).within_group(took))
-                    .select_from(joined).where(*window, deliveries.c.state == "delivered").group_by(column)
+                    .select_from(joined).where(*joined_window, deliveries.c.state == "delivered").group_by(column)
                 ).all():
                     lines[name].computed = {50: float(median), 95: float(p95)}
             for line in (*forms.values(), *connectors.values()):
@@ -111,7 +116,7 @@ def figures(engine: Engine, since: datetime, tenant: str | None) -> Figures:
         else:
             timed = conn.execute(
                 select(submissions.c.form_id, deliveries.c.connector, submissions.c.received_at, deliveries.c.updated_at)
-                .select_from(joined).where(*window, deliveries.c.state == "delivered")
+                .select_from(joined).where(*joined_window, deliveries.c.state == "delivered")
             ).all()
     for form_id, connector, received_at, delivered_at in timed:
         took_seconds = max(0.0, (delivered_at - received_at).total_seconds())

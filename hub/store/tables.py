@@ -110,6 +110,7 @@ deliveries = Table(
     # the console (0007_console_indexes): waiting or parked deliveries per tenant, a back office's reference
     Index("ix_deliveries_state_tenant", "state", "tenant"),
     Index("ix_deliveries_external_reference", "external_reference"),
+    Index("ix_deliveries_tenant_created", "tenant", "created_at"),
 )
 
 attempts = Table(

@@ -16,6 +16,8 @@ depends_on = None
 INDEXES = (
     # the dashboard's waiting deliveries and the search's "state" filter: a few per cent of rows
     ("ix_deliveries_state_tenant", "deliveries", ("state", "tenant")),
+    # the dashboard's window of deliveries (made with their submission, so created_at is its received_at)
+    ("ix_deliveries_tenant_created", "deliveries", ("tenant", "created_at")),
     # search by a back office's reference
     ("ix_deliveries_external_reference", "deliveries", ("external_reference",)),
     # search by the portal's reference (its Idempotency-Key), without knowing the client
