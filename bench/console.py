@@ -165,6 +165,7 @@ def pages(picked: dict[str, Any], tenant_forms: list[str]) -> dict[str, tuple[st
                                                         for r in picked["back_office_references"]]),
         "submission detail (reference lookup)": ("lookup", [f"/console/submissions/{r}" for r in picked["references"]]),
         "parked deliveries": ("search", ["/console/deliveries"]),
+        "savings (the last 12 months)": ("search", ["/console/savings"]),
     }
 
 
