@@ -25,7 +25,9 @@ FORM = "missed-bin-collection"
 
 
 def pika_parameters(broker_url: str) -> pika.URLParameters:
-    """kombu writes the default vhost as `//`; pika wants it escaped."""
+    """kombu writes the default vhost as `//`; pika wants it escaped. Of a cluster's `;`-separated
+    URLs (kombu's failover list) the first node answers."""
+    broker_url = broker_url.split(";")[0]
     if broker_url.endswith("//"):
         broker_url = broker_url[:-1] + "%2F"
     return pika.URLParameters(broker_url)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_console_browser import SAMPLE, RunningHub, hub, page, sign_in, violations
+from tests.browser.test_console_browser import SAMPLE, RunningHub, hub, page, sign_in, tab_to, violations
 
 pytestmark = pytest.mark.browser
 __all__ = ["hub", "page"]  # the fixtures, shared with the console's own browser test
@@ -57,5 +57,33 @@ def test_a_member_of_staff_pauses_and_resumes_a_connector_and_previews_a_mapping
     assert page.title().startswith("Error: ")
     summary = page.locator(".govuk-error-summary a[href='#payload']")
     assert "Pasted JSON is not valid JSON" in summary.inner_text()
+    assert violations(page) == []
+    assert page.csp_violations == [] and page.script_errors == []
+
+
+def test_a_connector_is_paused_and_resumed_and_the_savings_page_read_by_keyboard_only(hub: RunningHub, page: Any) -> None:
+    garden = hub.runtime.config.connectors["garden-waste"]
+    hub.runtime.config.connectors["garden-waste"] = garden.model_copy(update={"tenants": ("westvale",)})
+    sign_in(page, hub)
+    tab_to(page, "document.activeElement.getAttribute('href') === '/console/connectors'")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{hub.url}/console/connectors")
+    tab_to(page, "document.activeElement.getAttribute('href') === '/console/connectors/garden-waste'", presses=120)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{hub.url}/console/connectors/garden-waste")
+    tab_to(page, "document.activeElement.textContent.includes('Pause garden-waste')", presses=120)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/connectors/garden-waste?done=paused")
+    assert page.locator("[data-figure=paused]").inner_text().startswith("paused at ")
+    tab_to(page, "document.activeElement.textContent.includes('Resume garden-waste')", presses=120)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/connectors/garden-waste?done=resumed")
+    assert page.locator("[data-figure=paused]").inner_text() == "no"
+    # on to the savings page, still without the mouse
+    tab_to(page, "document.activeElement.getAttribute('href') === '/console/savings'", presses=120)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{hub.url}/console/savings")
+    assert page.locator("h1").inner_text().startswith("Savings")
+    assert "Socitm" in page.locator("main").inner_text()
     assert violations(page) == []
     assert page.csp_violations == [] and page.script_errors == []
