@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from hub.console.savings import Saving, savings
 from hub.console.session import RuntimeDep, SignedDep, router
 
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^(19|20)\d{2}-(0[1-9]|1[0-2])$")  # 1900-01 to 2099-12, as GET /v1/admin/savings
 HEADERS = ("Tenant", "Form", "Month", "Straight into a back office", "Channel replaced",
            "Re-keying minutes avoided", "Money saved (£)")
 CHART_WIDTH, BAR_HEIGHT, LABEL_WIDTH = 480, 52, 0

@@ -87,6 +87,8 @@ def containers(tmp_path: Path, image: str, postgres: PostgresServer, rabbitmq: R
         "HUB_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "HUB_INDEX_KEY": secrets.token_urlsafe(48),
         "HUB_SESSION_KEY": secrets.token_urlsafe(48),
+        # the bundled configuration gives a form a fee: production refuses to start without GOV.UK Pay's key
+        "HUB_PAY_API_KEY": "api_test_" + secrets.token_urlsafe(24),
     }
     passed: list[str] = []
 
@@ -148,7 +150,7 @@ def test_migrate_api_and_worker_containers_deliver_a_submission_to_the_crm(conta
     assert httpx.get(f"http://127.0.0.1:{probes}/healthz", timeout=5).json()["status"] == "ok"
     assert 'hub_deliveries_total' in httpx.get(f"http://127.0.0.1:{probes}/metrics", timeout=5).text
     logs = containers.all_logs()
-    for secret in ("HUB_ENCRYPTION_KEYS", "HUB_INDEX_KEY", "HUB_SESSION_KEY"):
+    for secret in ("HUB_ENCRYPTION_KEYS", "HUB_INDEX_KEY", "HUB_SESSION_KEY", "HUB_PAY_API_KEY"):
         assert containers.env[secret] not in logs
 
 

@@ -7,12 +7,14 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from sqlalchemy import Engine, insert, select, text, update
 
+from hub.attachments.storage import FileStore
 from hub.config.files import HubConfig, RetentionRule
 from hub.privacy import retention
 from hub.privacy.sealing import Sealer
@@ -87,8 +89,10 @@ def test_rotation_re_seals_in_batches_and_the_old_key_can_then_go(engine: Engine
     assert all(only_new.open(row(engine, p.reference).payload)["bin_type"] == "general" for p in planted)
 
 
-def test_an_erasure_strips_one_residents_data_in_one_tenant_and_parks_their_open_delivery(engine: Engine) -> None:
-    runtime = SimpleNamespace(engine=engine, sealer=SEALER, index_key=INDEX_KEY, forms=FORMS)
+def test_an_erasure_strips_one_residents_data_in_one_tenant_and_parks_their_open_delivery(engine: Engine, tmp_path: Path) -> None:
+    # erasure also deletes the files of what it erased: a real file store, empty here
+    files = FileStore(tmp_path / "attachments", MultiFernet([Fernet(Fernet.generate_key())]))
+    runtime = SimpleNamespace(engine=engine, sealer=SEALER, index_key=INDEX_KEY, forms=FORMS, attachment_store=files)
     email = "aoife.mccann@example.org"
     mine = plant(engine, SEALER, sample("missed-bin-collection", "general-uprn"), states=("delivered", "retrying"))
     theirs = plant(engine, SEALER, sample("missed-bin-collection", "general-uprn"), tenant="westvale")

@@ -9,6 +9,7 @@ from hub.store.tables import metadata
 NO_TENANT = {
     "connector_circuits": "one row per connector: its circuit breaker and pause, shared by every tenant it serves",
     "outbox": "a delivery id and connector waiting to be published, deleted once sent; the tenant is on the delivery",
+    "submission_attachments": "a link between a submission and an upload; the tenant is on both, and intake links only a client's own uploads",
 }
 # tables whose tenant may be empty, and when
 TENANT_MAY_BE_EMPTY = {

@@ -14,7 +14,7 @@ from hub.api.routes.admin import StaffDep, _require, _scope
 from hub.console.savings import savings
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 422, 429, 503))
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+MONTH = r"^(19|20)\d{2}-(0[1-9]|1[0-2])$"  # 1900-01 to 2099-12: the months a hub can have seen
 
 
 @router.get("/savings", summary="Channel-shift savings per tenant, form and month (UTC)")

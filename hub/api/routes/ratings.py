@@ -47,12 +47,12 @@ def _rate(runtime: Runtime, tenant: str, reference: str, rating: Rating) -> dict
     return {"reference": reference, "score": rating.score}
 
 
-@router.post("/v1/submissions/{reference}/rating", status_code=201, responses=problem_responses(401, 404, 409, 422, 429, 503))
+@router.post("/v1/submissions/{reference}/rating", status_code=201, responses=problem_responses(400, 401, 404, 409, 422, 429, 503))
 async def rate(reference: str, rating: Rating, runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
     return await run_in_threadpool(_rate, runtime, client.tenant, reference, rating)
 
 
-@router.get("/v1/admin/ratings", responses=problem_responses(401, 403, 429, 503))
+@router.get("/v1/admin/ratings", responses=problem_responses(401, 403, 422, 429, 503))
 async def rating_figures(runtime: RuntimeDep, staff: StaffDep,
                          form: Annotated[str | None, Query(max_length=128)] = None) -> list[dict[str, Any]]:
     """Per form, of this member of staff's tenant: count, mean and how many of each score."""
