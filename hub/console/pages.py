@@ -37,17 +37,19 @@ async def dashboard(request: Request, runtime: RuntimeDep, signed: SignedDep) ->
                       "connectors": [figures.as_row(x) for x in found.connectors]})
     states = await run_in_threadpool(circuits.read_all, runtime.engine)
     counts = await run_in_threadpool(counts_by_connector, runtime.engine, signed.scope, ("pending", "retrying"))
+    visible = [name for name in runtime.connector_names() if _visible(signed.staff, runtime.config.connectors[name])]
+    depths = await run_in_threadpool(runtime.transport.depths, visible)
     attention, waiting = [], []
-    for name in runtime.connector_names():
-        config = runtime.config.connectors[name]
-        if not _visible(signed.staff, config):
-            continue
+    for name in visible:
         circuit = states.get(name)
         if circuit is not None and (circuit.state != "closed" or circuit.paused_at is not None):
             attention.append({"name": name, "circuit": circuit.state, "paused": circuit.paused_at is not None})
         by_state = counts.get(name, {})
-        waiting.append({"name": name, "pending": by_state.get("pending", 0), "retrying": by_state.get("retrying", 0)})
-    return signed.page(request, "dashboard.html", windows=shown, attention=attention, waiting=waiting)
+        queues = {q.kind: q for q in depths.get(name, [])} if depths is not None else {}
+        waiting.append({"name": name, "pending": by_state.get("pending", 0), "retrying": by_state.get("retrying", 0),
+                        "queue": queues.get("work"), "dead": queues.get("dead")})
+    return signed.page(request, "dashboard.html", windows=shown, attention=attention, waiting=waiting,
+                       broker_answered=depths is not None)
 
 
 def _day(value: str, label: str, field: str, errors: list[dict[str, str]]) -> date | None:

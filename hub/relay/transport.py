@@ -20,11 +20,13 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
+from kombu.exceptions import OperationalError
 from kombu.message import Message
 from kombu.messaging import Producer
 from sqlalchemy import Engine
@@ -38,6 +40,18 @@ DELAY_TIERS_MS = tuple(int(500 * 1.5**n) for n in range(0, 24))
 
 # what a consumed queue holds: deliveries to attempt, or messages that kept killing workers
 QueueKind = Literal["work", "dead"]
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """What the broker says of one queue now: messages ready to hand out (not those a worker holds
+    unacked) and the consumers attached; `exists` is False when no worker has declared it yet."""
+
+    name: str
+    kind: QueueKind
+    ready: int
+    consumers: int
+    exists: bool = True
 
 
 class Publisher(Protocol):
@@ -76,6 +90,31 @@ class Transport(ABC):
 
     @abstractmethod
     def _work_arguments(self, connector: str) -> dict[str, Any]: ...
+
+    def depths(self, connectors: Iterable[str]) -> dict[str, list[QueueDepth]] | None:
+        """The broker's own depth of every queue a worker consumes per connector, by a passive
+        declare (it creates nothing); None when the broker does not answer."""
+        found: dict[str, list[QueueDepth]] = {}
+        connection = self.connect()
+        try:
+            connection.ensure_connection(max_retries=self.hosts())
+            channel = connection.channel()
+            for connector in connectors:
+                found[connector] = []
+                for queue, kind in self.consumed(connector):
+                    try:
+                        _, ready, consumers = channel.queue_declare(queue=queue.name, passive=True)
+                    except connection.channel_errors:
+                        # a missing queue answers NOT_FOUND, which closes the channel on AMQP
+                        found[connector].append(QueueDepth(queue.name, kind, 0, 0, exists=False))
+                        channel = connection.channel()
+                        continue
+                    found[connector].append(QueueDepth(queue.name, kind, int(ready), int(consumers)))
+        except (OperationalError, *connection.connection_errors, OSError):
+            return None
+        finally:
+            _release(connection)
+        return found
 
     @abstractmethod
     def reachable(self) -> bool:

@@ -3,13 +3,17 @@ and rows kept while the broker is away."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 
 import pytest
 from kombu.connection import Connection
 from sqlalchemy import func, select
 
+from hub.config.settings import Settings
 from hub.relay.outbox_relay import Relay
+from hub.relay.transport import QueueDepth, transport_for
 from hub.runtime import Runtime
 from hub.store import submissions as store
 from hub.store.tables import outbox
@@ -75,3 +79,35 @@ def test_rows_stay_in_the_outbox_while_the_broker_is_down(runtime: Runtime, rabb
     finally:
         relay.stop()
     assert backlog(runtime) == 0
+
+
+def test_the_broker_reports_each_connectors_queue_depth_and_none_when_it_is_away(runtime: Runtime) -> None:
+    transport = runtime.transport
+    assert transport.depths(["crm"]) == {"crm": [
+        QueueDepth(f"{runtime.settings.queue_prefix}crm", "work", 0, 0, exists=False),
+        QueueDepth(f"{runtime.settings.queue_prefix}crm.dead", "dead", 0, 0, exists=False),
+    ]}  # a passive declare creates nothing
+    accept(runtime, 12)
+    relay = Relay(runtime)
+    try:
+        assert relay.run_once() == 12
+    finally:
+        relay.stop()
+    # the relay packs deliveries into messages (up to 10 each, within a batch): 12 rows in batches of 7 are 2 messages
+    deadline = time.monotonic() + 10
+    while True:  # a quorum queue's count follows its log, so it may trail the confirms a moment
+        [work, dead] = transport.depths(["crm"])["crm"]  # type: ignore[index]
+        if work.ready == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert (work.kind, work.exists, work.ready, work.consumers) == ("work", True, 2, 0)
+    assert (dead.kind, dead.exists, dead.ready) == ("dead", True, 0)
+    with Connection(runtime.settings.broker_url) as connection:
+        queue = transport.queue("crm")(connection.default_channel)
+        read = [queue.get(no_ack=True) for _ in range(3)]
+    assert [m is not None for m in read] == [True, True, False]
+    assert sum(len(json.loads(m.body)["delivery_ids"]) for m in read if m is not None) == 12
+    [work, _] = transport.depths(["crm"])["crm"]  # type: ignore[index]
+    assert work.ready == 0
+    away = Settings(database_url="sqlite://", broker_url="amqp://guest:guest@127.0.0.1:9//", broker_connect_timeout=1)
+    assert transport_for(away, runtime.engine).depths(["crm"]) is None

@@ -410,3 +410,28 @@ def test_the_parked_list_shows_the_councils_own_filters_them_and_an_operator_rep
         update={"id": "eastmoor-viewer", "tenant": "eastmoor"})
     seen = console.signed_in_as("eastmoor-viewer").get("/console/deliveries")
     assert "2 parked deliveries" in seen.text and "/replay" not in seen.text
+
+
+def test_the_dashboard_shows_the_brokers_own_queue_depth_per_connector(console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    transport = console.runtime.transport
+    with transport.connect() as connection:
+        transport.declare(connection, ["crm"])
+        transport.queue("crm")(connection.default_channel).purge()  # the in-process broker outlives each test
+    publisher = transport.publisher()
+    publisher.connect(["crm"])
+    try:
+        publisher.publish_many([("crm", b'{"delivery_ids": [1], "connector": "crm"}')] * 3, transport.exchange.name)
+    finally:
+        publisher.close()
+    page = console.signed_in_as("eastmoor-operator").get("/console")
+    assert page.status_code == 200
+    rows = figure_rows(page.text, "waiting")
+    assert rows["crm"]["ready"] == "3" and rows["crm"]["consumers"] == "0"
+    assert rows["crm"]["dead"] == "not used"  # the in-process broker dead-letters nothing
+    assert rows["garden-waste"]["ready"] == "no queue yet"
+    assert "The broker did not answer" not in page.text
+
+    monkeypatch.setattr(transport, "depths", lambda connectors: None)  # as when RabbitMQ is away (tested on it)
+    away = console.signed_in_as("eastmoor-operator").get("/console")
+    assert away.status_code == 200 and "The broker did not answer, so its queue depths are not shown." in away.text
+    assert figure_rows(away.text, "waiting")["crm"]["ready"] == "not known"
