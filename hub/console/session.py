@@ -18,13 +18,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from hub.api.body import read_body
 from hub.api.deps import get_runtime, get_session_secret
 from hub.api.routes.admin import _scope
 from hub.api.routes.staff_sign_in import oidc_client, record_sign_in, staff_signing_in, started_sign_in
 from hub.auth import sessions
 from hub.config.files import Role, Staff
 from hub.console.web import COOKIE, LOGIN_COOKIE, PREFIX, ConsoleError, SignInNeeded, clear_cookie, page, see_other, set_cookie
-from hub.errors import RequestError, SessionError, SessionExpired
+from hub.errors import BadRequest, BodyTooLarge, RequestError, SessionError, SessionExpired
 from hub.logs import get_logger
 from hub.runtime import Runtime
 from hub.store import audit
@@ -73,9 +74,12 @@ def _timeouts(runtime: Runtime) -> tuple[int, int]:
 async def _form(request: Request) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise ConsoleError(403, "This form cannot be accepted", "Send the console's own form again from its page.")
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise ConsoleError(400, "This form is too large", f"A console form is at most {MAX_FORM_BYTES} bytes.")
+    try:
+        body = await read_body(request, MAX_FORM_BYTES)  # refused before reading past the limit
+    except BodyTooLarge:
+        raise ConsoleError(400, "This form is too large", f"A console form is at most {MAX_FORM_BYTES} bytes.") from None
+    except BadRequest as exc:
+        raise ConsoleError(400, "This form cannot be read", str(exc)) from None
     return {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()}
 
 

@@ -435,3 +435,19 @@ def test_the_dashboard_shows_the_brokers_own_queue_depth_per_connector(console: 
     away = console.signed_in_as("eastmoor-operator").get("/console")
     assert away.status_code == 200 and "The broker did not answer, so its queue depths are not shown." in away.text
     assert figure_rows(away.text, "waiting")["crm"]["ready"] == "not known"
+
+
+def test_an_oversized_console_form_is_refused_before_it_is_read_whole(console: Console) -> None:
+    from hub.console.session import MAX_FORM_BYTES
+
+    browser = console.signed_in_as("eastmoor-operator")
+
+    def endless() -> Iterator[bytes]:  # no Content-Length: refused once the stream passes the limit
+        for _ in range(4 * MAX_FORM_BYTES // (1 << 20)):
+            yield b"a" * (1 << 20)
+
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    streamed = browser.post("/console/sign-out", content=endless(), headers=headers)
+    assert streamed.status_code == 400 and "This form is too large" in streamed.text
+    declared = browser.post("/console/sign-out", content=b"a=1", headers={**headers, "content-length": str(MAX_FORM_BYTES + 1)})
+    assert declared.status_code == 400 and "This form is too large" in declared.text
