@@ -1,5 +1,6 @@
 """E-mail connector for back offices with no API: a plain-text message to a team mailbox over SMTP,
-with the record attached as JSON and CSV and a Message-ID derived from the idempotency key.
+with the record attached as JSON and CSV and a Message-ID derived from the idempotency key. Files a
+mapping marks `attach: file` are attached as themselves (name and media type from the mapping).
 
     SMTP connect/timeout, disconnect, 4xx reply   -> TransientError (retry)
     5xx reply, untrusted certificate, no STARTTLS -> PermanentError (park)
@@ -31,6 +32,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, field_validator, model_validator
 
 from connectors.base import Connector, ConnectorOptions, DeliveryContext, Health, Outcome, Preview, Secrets
+from hub.attachments.delivery import AttachedFile, files_in
 from hub.errors import ConfigError, DeliveryError, OutboundRefused, PermanentError, TransientError
 from hub.logs import get_logger
 from hub.outbound.guard import check_host
@@ -151,7 +153,11 @@ class EmailConnector(Connector):
         """The same key always gives the same Message-ID, so a resend is recognisably the same message."""
         return f"<{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}@{self._domain}>"
 
-    def build_message(self, record: Mapping[str, Any], context: DeliveryContext) -> EmailMessage:
+    def build_message(self, record: Mapping[str, Any], context: DeliveryContext, with_files: bool = True) -> EmailMessage:
+        """The message for this record; files in it (`attach: file`) are attached after record.json
+        and record.csv, which, like the body, are made from the rest. `with_files=False` leaves the
+        files out (a preview lists them instead of reading their bytes)."""
+        record, files = files_in(record)
         variables = {"record": record, "context": asdict(context)}
         try:
             subject = " ".join(self._subject.render(variables).split())  # no line breaks in a header
@@ -177,19 +183,30 @@ class EmailConnector(Connector):
         # with a BOM, Excel reads UTF-8 (Welsh names) correctly
         table = record_csv(record).encode("utf-8-sig")
         message.add_attachment(table, maintype="text", subtype="csv", filename="record.csv", params={"charset": "utf-8"})
+        if with_files:
+            for _, attached in files:
+                maintype, _, subtype = attached.media_type.partition("/")
+                if not (maintype and subtype):
+                    maintype, subtype = "application", "octet-stream"
+                message.add_attachment(attached.read(), maintype=maintype, subtype=subtype, filename=attached.filename)
         return message
 
     def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
         """The message `send` hands to SMTP, as text (no credential is part of a message)."""
-        message = self.build_message(record, context)
+        message = self.build_message(record, context, with_files=False)
         target = f"SMTP {self.options.host}:{self.options.effective_port} to {', '.join(self.options.to)}"
-        return Preview("e-mail", target, (), "message/rfc822", message.as_string(),
-                       "the Date header and the MIME boundaries are made afresh at each send")
+        note = "the Date header and the MIME boundaries are made afresh at each send"
+        body = message.as_string()
+        files = [attached for _, attached in files_in(record)[1]]
+        if files:
+            body += "\n" + _listing(files)
+            note += "; the files listed at the end are attached after record.csv, their bytes not shown"
+        return Preview("e-mail", target, (), "message/rfc822", body, note)
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         sample = DeliveryContext("HUB-0000000000", self.name, 0, f"HUB-0000000000/{self.name}", 1, "tenant", "form")
         try:
-            self.build_message(record, sample)
+            self.build_message(record, sample, with_files=False)
         except DeliveryError as exc:
             return [exc.reason]
         except (TypeError, ValueError) as exc:
@@ -345,6 +362,13 @@ def _cell(value: Any) -> str:
         # in a spreadsheet (OWASP "CSV injection"): a leading apostrophe makes it plain text
         return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
     return str(value)
+
+
+def _listing(files: Sequence[AttachedFile]) -> str:
+    """The files a message carries by name, type and size, for a preview (never their bytes)."""
+    lines = [f"Attached files ({len(files)}):"]
+    lines += [f"  {f.filename}  {f.media_type}  {f.size} bytes" for f in files]
+    return "\n".join(lines) + "\n"
 
 
 def _text(reply: bytes | str) -> str:

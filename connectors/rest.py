@@ -1,6 +1,8 @@
 """REST/JSON connector over httpx: posts the mapped record and reads the back office's reference.
 
 Credentials come from environment variables named in the options, never from the file itself.
+A record holding files (a mapping's `attach: file`) goes as multipart/form-data instead: the rest
+of the record as JSON in a part named `record`, then each file in a part named by its record key.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from connectors.base import (
     Preview,
     Secrets,
 )
+from hub.attachments.delivery import AttachedFile, files_in
 from hub.errors import PermanentError
 from hub.outbound.client import GuardedTransport, Reply
 
@@ -109,14 +112,28 @@ class RestConnector(Connector):
         """The record as JSON through the client's transport (the same gate, allow-list and checked
         addresses), building neither httpx model nor running what `httpx.Client.send` adds per call
         (auth flows, cookies, hooks, redirects: none used here); every reply is read whole."""
-        body = _json_bytes(record)
-        headers = [("Host", self._host), ("Content-Length", str(len(body))), *self._fixed.items(), *self._headers(context).items()]
+        rest, files = files_in(record)
+        if files:
+            content_type, body = _multipart(rest, files)
+            fixed = {"Accept": "*/*", "Content-Type": content_type}
+        else:
+            body, fixed = _json_bytes(record), self._fixed
+        headers = [("Host", self._host), ("Content-Length", str(len(body))), *fixed.items(), *self._headers(context).items()]
         return self._transport.exchange(self.options.method, self._url, headers, body, self._timeouts)
 
     def preview(self, record: Mapping[str, Any], context: DeliveryContext) -> Preview:
+        rest, files = files_in(record)
+        target = f"{self.options.method} {self.options.url}"
+        if files:  # the parts by name, type and size; the files' bytes are not read
+            headers = (("Accept", "*/*"), ("Content-Type", "multipart/form-data; boundary=(made at each send)"),
+                       *self._headers(context, hidden=True).items())
+            lines = ['part "record" (application/json):', _json_bytes(rest).decode()]
+            lines += [f'part "{key}" file {f.filename!r} ({f.media_type}, {f.size} bytes)' for key, f in files]
+            return Preview("REST/JSON", target, headers, "multipart/form-data", "\n".join(lines),
+                           "multipart/form-data: the record as JSON, then each file as its own part; the boundary is made afresh at each send")
         body = _json_bytes(record)  # the very bytes `_post` sends
         headers = (*self._fixed.items(), *self._headers(context, hidden=True).items())
-        return Preview("REST/JSON", f"{self.options.method} {self.options.url}", tuple(headers), "application/json", body.decode())
+        return Preview("REST/JSON", target, tuple(headers), "application/json", body.decode())
 
     def check(self) -> Health:
         url = self.options.check_url or self.options.url
@@ -143,6 +160,15 @@ def _json_bytes(record: Mapping[str, Any]) -> bytes:
         return orjson.dumps(record)
     except TypeError:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _multipart(rest: Mapping[str, Any], files: list[tuple[str, AttachedFile]]) -> tuple[str, bytes]:
+    """multipart/form-data, as httpx's `files=` writes it: the record as JSON in a part named
+    `record`, each file in its own part named by its record key. Returns (Content-Type, body)."""
+    parts: list[tuple[str, tuple[str | None, bytes, str]]] = [("record", (None, _json_bytes(rest), "application/json"))]
+    parts += [(key, (f.filename, f.read(), f.media_type)) for key, f in files]
+    request = httpx.Request("POST", "http://multipart.invalid/", files=parts)
+    return request.headers["Content-Type"], request.read()
 
 
 def _json_or_none(content: bytes) -> Any:
