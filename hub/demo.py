@@ -25,12 +25,15 @@ from hub.background import Periodic, jobs
 from hub.config.settings import Settings
 from hub.delivery.worker import Worker
 from hub.logs import configure
+from hub.notifications.config import load_notification_config
 from hub.relay.outbox_relay import Relay
 from hub.runtime import Runtime
 from hub.store import submissions as store
 from hub.store.migrate import upgrade
 from simulators import identity
+from simulators import notify as notify_simulator
 from simulators.catalogue import DemoBackOffice, start_all
+from simulators.control import DemoServer
 
 
 @dataclass
@@ -74,6 +77,52 @@ def console_sign_in(runtime: Runtime, api_port: int, idp_port: int = 0) -> ident
     return provider
 
 
+class NotifyDemo(DemoServer):
+    """The GOV.UK Notify simulator with the templates config/notifications/notifications.yaml names;
+    what it sent is listed at `{url}/_control/notifications`."""
+
+    def __init__(self, key: str) -> None:
+        self.state = notify_simulator.NotifyState()
+        self.state.add_key(key)
+        for template in notify_simulator.DEMO_TEMPLATES:
+            self.state.add_template(template)
+        super().__init__("notify", notify_simulator.create_app(self.state), lambda: f"{len(self.state.sent())} message(s) sent")
+
+
+def resident_messages(runtime: Runtime, environ: Mapping[str, str]) -> NotifyDemo | None:
+    """Starts the Notify simulator and points the hub's residents' messages at it, unless a Notify
+    key is configured already (HUB_NOTIFY_API_KEY). Call before `jobs(runtime)`: the sender reads
+    the key when it is built."""
+    if "HUB_NOTIFY_API_KEY" in environ or runtime.settings.notify_api_key is not None:
+        return None
+    key = notify_simulator.api_key("demo")
+    server = NotifyDemo(key)
+    runtime.settings.notify_api_key = SecretStr(key)
+    runtime.settings.notify_base_url = server.url
+    return server
+
+
+def _wait_messages(runtime: Runtime, notify: NotifyDemo, posted: list[Posted], timeout: float) -> None:
+    """Waits (at most `timeout`) until each posted submission of a form with an acknowledgement
+    has had one sent."""
+    forms = load_notification_config(runtime.settings.config_dir).forms("acknowledgement")
+    due = {p.reference for p in posted if p.reference and p.form_id in forms}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sent = {m.get("reference") for m in notify.state.sent()}
+        if all(f"{reference}/acknowledgement" in sent for reference in due):
+            return
+        time.sleep(0.2)
+
+
+def _report_messages(notify: NotifyDemo) -> None:
+    sent = notify.state.sent()
+    print(f"\nMessages to residents (GOV.UK Notify simulator, {notify.url}): {len(sent)} sent; "
+          f"read them at {notify.url}/_control/notifications")
+    for message in sorted(sent, key=lambda m: str(m.get("reference"))):
+        print(f"  {message['type']} for {message.get('reference')}: {message.get('subject') or message.get('body')}")
+
+
 def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: int | None, timeout: float) -> int:
     log_path = Path(settings.database_url.removeprefix("sqlite:///")).parent if settings.database_url.startswith("sqlite:///") else Path("var")
     log_path.mkdir(parents=True, exist_ok=True)
@@ -108,6 +157,14 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
         print(f"Cannot start the demo's identity provider on port {settings.demo_idp_port}: {exc.strerror}. "
               "Choose another with HUB_DEMO_IDP_PORT (0: any free port).")
         return 2
+    try:
+        notify = resident_messages(runtime, environ)
+    except OSError as exc:
+        api.stop()
+        if provider is not None:
+            provider.stop()
+        print(f"Cannot start the demo's GOV.UK Notify simulator: {exc.strerror}.")
+        return 2
     stop = threading.Event()
     worker = Worker(runtime, concurrency=4)
     worker_thread = threading.Thread(target=worker.run, args=(stop, 5.0), name="hub-worker", daemon=True)
@@ -120,6 +177,9 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
         posted = _post_samples(api.url, api_key, settings.schemas_dir, runtime.forms.ids())
         statuses = _wait(runtime, [p.reference for p in posted if p.reference], timeout)
         all_delivered = _report(posted, statuses, simulators)
+        if notify is not None:
+            _wait_messages(runtime, notify, posted, timeout)
+            _report_messages(notify)
         print(f"\nThe demo client's API key: {api_key}   (set your own with HUB_DEMO_API_KEY)")
         if provider is not None:
             print(f"Staff console: open {runtime.settings.public_url}/console and press \"{provider.subject}\" on the "
@@ -143,6 +203,8 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
         api.stop()
         if provider is not None:
             provider.stop()
+        if notify is not None:
+            notify.stop()
         for office in simulators:
             office.stop()
         runtime.close()

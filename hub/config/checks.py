@@ -7,6 +7,7 @@ and routes use, every routed pair has a mapping, and every mapping turns its cas
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,6 +57,7 @@ def check_configuration(
     if forms is not None:
         problems.extend(_check_front_doors(settings, forms))
         problems.extend(_check_fees(settings, forms, config))
+    problems.extend(_check_notifications(settings, config, forms))
     problems.extend(_check_cases(settings, mappings, forms, connectors))
     for connector in connectors.values():
         connector.close()
@@ -146,6 +148,30 @@ def _check_fees(settings: Settings, forms: FormRegistry, config: HubConfig | Non
         for tenant in fee.tenants:
             if config is not None and tenant != "*" and tenant not in config.tenants:
                 problems.append(f"{path}: fee for {form_id!r} names unknown tenant {tenant!r}")
+    return problems
+
+
+def _check_notifications(settings: Settings, config: HubConfig | None, forms: FormRegistry | None) -> list[str]:
+    """Residents' messages (config/notifications/notifications.yaml): each entry names a form and
+    tenants that exist, and each message it configures names a Notify template, one line per
+    problem, as `<file>: notifications.0.acknowledgement.email_template: ...`."""
+    from hub.notifications.config import KINDS, load_notification_config
+
+    path = settings.config_dir / "notifications" / "notifications.yaml"
+    try:
+        loaded = load_notification_config(
+            settings.config_dir, set(config.tenants) if config is not None else None, set(forms.ids()) if forms is not None else None)
+    except HubError as exc:
+        text = str(exc).removeprefix(f"{path}: ")
+        # the loader joins its problems; each starts at its field
+        return [f"{path}: {part}" for part in re.split(r"; (?=notifications\b)", text)]
+    problems: list[str] = []
+    for index, entry in enumerate(loaded.notifications):
+        for kind in KINDS:
+            message = entry.message(kind)
+            if message is not None and not (message.email_template or message.sms_template):
+                problems.append(f"{path}: notifications.{index}.{kind}: names no template "
+                                "(give email_template and/or sms_template, ids from the templates' pages in Notify)")
     return problems
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -49,8 +50,17 @@ def sent_for(notify: NotifyState, reference: str) -> list[dict[str, Any]]:
     return [n for n in notify.sent() if n["reference"] and n["reference"].startswith(reference + "/")]
 
 
+def rated(api: str, token: str, form: str) -> dict[str, Any]:
+    """The form's figures as its tenant's staff read them (a form nobody rated yet: count 0)."""
+    figures = httpx.get(f"{api}/v1/admin/ratings", params={"form": form}, headers={"Authorization": f"Bearer {token}"})
+    assert figures.status_code == 200, figures.text
+    return next((f for f in figures.json() if f["form"] == form), {"count": 0, "distribution": {str(s): 0 for s in range(1, 6)}})
+
+
 def test_the_resident_hears_on_receipt_and_when_the_case_is_closed(stack: HubProcesses, notify: NotifyState) -> None:
     allow_loopback_webhooks(stack)
+    # the demo portal's tenant's operator reads the ratings
+    staff_token = stack.env["EASTMOOR_OPERATOR_TOKEN"] = "eastmoor-" + secrets.token_hex(8)
     api = stack.start_api()
     stack.start_worker()
     with stack.client() as client:
@@ -58,12 +68,22 @@ def test_the_resident_hears_on_receipt_and_when_the_case_is_closed(stack: HubPro
         [delivery] = stack.wait_settled([reference])[reference]["deliveries"]
         [ack] = until(lambda: sent_for(notify, reference), what="the acknowledgement at Notify")
         assert ack["email_address"] == SAMPLE["email"] and reference in ack["subject"]
+        early = client.post(f"/v1/submissions/{reference}/rating", json={"score": 4})
+        assert early.status_code == 409, early.text  # not closed yet: nothing to rate
+        before = rated(api, staff_token, "missed-bin-collection")
         push(api, delivery["external_reference"], "closed")
         closing = until(lambda: len(found := sent_for(notify, reference)) == 2 and found[1], what="the closing message")
         assert closing["subject"] == f"Request {reference} closed"
         status = client.get(f"/v1/submissions/{reference}").json()
         assert [(m["kind"], m["state"]) for m in status["notifications"]] == [("acknowledgement", "sent"), ("closed", "sent")]
-    assert SAMPLE["email"] not in stack.all_logs()
+        # the closed case is rated by its resident, and the rating is counted for its form
+        rating = client.post(f"/v1/submissions/{reference}/rating", json={"score": 4, "comment": "Collected the next day"})
+        assert rating.status_code == 201, rating.text
+        after = rated(api, staff_token, "missed-bin-collection")
+        assert after["count"] == before["count"] + 1
+        assert after["distribution"]["4"] == before["distribution"]["4"] + 1
+    logs = stack.all_logs()
+    assert SAMPLE["email"] not in logs and "Collected the next day" not in logs
 
 
 def test_a_notify_outage_delays_the_message_not_the_delivery(stack: HubProcesses, notify: NotifyState) -> None:
