@@ -30,6 +30,7 @@ from hub.attachments.inspect import AttachmentRules, refuse
 from hub.attachments.receive import Scanner, receive
 from hub.attachments.scan import Clamd, Clean, Infected, Unscanned, Verdict
 from hub.attachments.storage import BlobStore
+from hub.config.files import Client
 from hub.errors import BodyTooLarge, NotFound, ValidationFailed
 from hub.logs import get_logger
 from hub.runtime import Runtime
@@ -154,29 +155,36 @@ async def upload(
         if first is None:
             raise refuse(name, "the file is empty")
         try:
-            got = receive(name, chain([first], chunks), rules, blobs, scan_with)
+            return shown(store_file(runtime, client, name, chain([first], chunks), rules, blobs, scan_with))
         except BodyTooLarge:
             raise BodyTooLarge(f"The file {name!r} is larger than the hub takes ({limit} bytes).", limit=limit) from None
-        if isinstance(got.verdict, Infected):
-            with runtime.engine.connect() as conn:
-                named = store.blob_named(conn, got.sha256)
-            if not named:
-                blobs.delete(got.sha256)
-            log.warning("attachment_quarantined", tenant=client.tenant, client=client.id, sha256=got.sha256,
-                        signature=got.verdict.signature)
-            raise ValidationFailed(
-                f"The file {name!r} was quarantined: the virus scanner found {got.verdict.signature}.",
-                errors=[{"pointer": f"/files/{name}", "detail": "quarantined: the virus scanner found something in it"}],
-            )
-        if isinstance(got.verdict, Unscanned):
-            log.warning("attachment_unscanned", tenant=client.tenant, client=client.id, reason=got.verdict.reason)
-        row = store.Attachment(new_id(), client.tenant, client.id, got.sha256, got.media_type, got.size,
-                               verdict_state(got.verdict), datetime.now(UTC))
-        with runtime.engine.begin() as conn:
-            store.add(conn, row)
-        return shown(row)
 
     return await run_in_threadpool(store_it)
+
+
+def store_file(runtime: Runtime, client: Client, name: str, chunks: Iterable[bytes], rules: AttachmentRules,
+               blobs: BlobStore, scan_with: Scanner) -> store.Attachment:
+    """Stores one file as the client's attachment (received, sniffed, cleaned, scanned); an
+    infected one is not kept and is a 422 naming it. Called from a worker thread."""
+    got = receive(name, chunks, rules, blobs, scan_with)
+    if isinstance(got.verdict, Infected):
+        with runtime.engine.connect() as conn:
+            named = store.blob_named(conn, got.sha256)
+        if not named:
+            blobs.delete(got.sha256)
+        log.warning("attachment_quarantined", tenant=client.tenant, client=client.id, sha256=got.sha256,
+                    signature=got.verdict.signature)
+        raise ValidationFailed(
+            f"The file {name!r} was quarantined: the virus scanner found {got.verdict.signature}.",
+            errors=[{"pointer": f"/files/{name}", "detail": "quarantined: the virus scanner found something in it"}],
+        )
+    if isinstance(got.verdict, Unscanned):
+        log.warning("attachment_unscanned", tenant=client.tenant, client=client.id, reason=got.verdict.reason)
+    row = store.Attachment(new_id(), client.tenant, client.id, got.sha256, got.media_type, got.size,
+                           verdict_state(got.verdict), datetime.now(UTC))
+    with runtime.engine.begin() as conn:
+        store.add(conn, row)
+    return row
 
 
 def shown(row: store.Attachment) -> AttachmentOut:

@@ -17,9 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from hub.api.body import is_json, media_type, parse_json, read_body, sha256
 from hub.api.deps import ClientDep, IntakeDep, RuntimeDep
 from hub.api.problems import problem_responses
+from hub.api.routes.attachments import attachment_store, scanner, store_file
+from hub.attachments import inline
 from hub.config.files import Client
 from hub.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from hub.intake.accept import Intake, Submission
+from hub.intake.forms import Form
 from hub.runtime import Runtime
 from hub.store import notifications
 from hub.store import submissions as store
@@ -102,7 +105,16 @@ class SubmissionStatus(BaseModel):
     status_code=202,
     response_model=Receipt,
     responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429, 503),
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["submission"],
+            "description": "For a form with attachment fields: the answers and small files in one request "
+                           "(at most HUB_ATTACHMENT_INLINE_MAX_BYTES in all); each file part is named after its field",
+            "properties": {"submission": {"type": "string", "description": "The answers as JSON"}},
+            "additionalProperties": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        }},
+    }}},
 )
 async def submit(
     form_id: str,
@@ -126,13 +138,39 @@ async def accept_submission(
     """Everything after authentication, in this order: form (404), media type (415), size (413),
     JSON (400), then intake's bounds and schema (422) and store (409 for a reused key with another body)."""
     form = intake.form_for(client, form_id, version)
-    if not is_json(media_type(request)):
-        raise UnsupportedMediaType("Send the submission as JSON with Content-Type: application/json.")
+    media = media_type(request)
+    if media == "multipart/form-data" and form.attachment_fields:
+        return await accept_with_files(request, intake, client, form, idempotency_key)
+    if not is_json(media):
+        raise UnsupportedMediaType("Send the submission as JSON with Content-Type: application/json"
+                                   + (", or with its files as multipart/form-data." if form.attachment_fields else "."))
     resident = signed_in_resident(request)
     with intake.admitted():
         body = await read_body(request, intake.runtime.settings.max_body_bytes)
         accepted = await intake.accept(Submission(client, form, parse_json(body), sha256(body), idempotency_key, "api", resident))
     return receipt(intake.runtime, accepted)
+
+
+async def accept_with_files(request: Request, intake: Intake, client: Client, form: Form, idempotency_key: str | None) -> JSONResponse:
+    """The answers and small files in one multipart request (hub/attachments/inline.py): each file
+    is stored as POST /v1/attachments would, then the submission names their ids."""
+    runtime = intake.runtime
+    resident = signed_in_resident(request)
+    with intake.admitted():
+        body = await read_body(request, runtime.settings.attachment_inline_max_bytes)
+        parsed = inline.parse(request.headers.get("content-type", ""), body, form.attachment_fields)
+        blobs, scan_with = attachment_store(request, runtime), scanner(request, runtime)
+
+        def store_all() -> list[tuple[inline.InlineFile, str]]:
+            return [(f, store_file(runtime, client, f.name, iter([f.data]), f.field.rules, blobs, scan_with).id)
+                    for f in parsed.files]
+
+        stored = await run_in_threadpool(store_all)
+        names = {attachment_id: f.name for f, attachment_id in stored}
+        submission = Submission(client, form, inline.with_ids(parsed.payload, stored), parsed.body_sha256,
+                                idempotency_key, "api", resident, file_names=names)
+        accepted = await intake.accept(submission)
+    return receipt(runtime, accepted)
 
 
 RESIDENT_HEADER = "resident-subject"
