@@ -57,7 +57,7 @@ lint: install-test
 # The benchmark of issue 6 (bench/README.md): the hub vs a Celery peer vs the broker's ceiling.
 # `make bench BENCH_ARGS=--quick` is a smoke run of a few minutes; results in bench/results/.
 bench: install servers
-	$(BIN)/pip install -q --require-hashes -r requirements/bench.txt
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/bench.txt
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 typecheck: install-test

@@ -82,11 +82,15 @@ class Pool:
         _, conn = await asyncio.get_running_loop().create_connection(Connection, host, port)
         return conn
 
-    async def call(self, build: Any) -> tuple[int, bytes]:
+    async def call(self, build: Any, written: list[float] | None = None, index: int = 0) -> tuple[int, bytes]:
+        """One request on the next idle connection; `written[index]` gets the time it was written
+        to the socket, after any wait for a connection (that wait is the generator's, not the hub's)."""
         slot, conn = await self.idle.get()
         try:
             if conn.closed:
                 conn = await self._connect(slot)
+            if written is not None:
+                written[index] = time.monotonic()
             return await conn.request(build(self.targets[slot % len(self.targets)]))
         except BaseException:
             if conn.transport is not None:
@@ -118,9 +122,9 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     await pool.open()
 
     async def one(i: int) -> None:
-        sent[i] = time.monotonic()
+        sent[i] = time.monotonic()  # moved on to when it is written, past any wait for a connection
         try:
-            code, body = await pool.call(requests[i])
+            code, body = await pool.call(requests[i], sent, i)
             status[i] = code
             if code == 202:
                 refs[i] = json.loads(body)["reference"]

@@ -324,8 +324,8 @@ def _overload(r: dict[str, Any]) -> list[str]:
             f"{_num(_get(o, 'intake', 'accepted'))} accepted ({_num(_get(o, 'intake', 'per_second'))}/s), "
             f"**{_num(o.get('shed'))} answered 503 with Retry-After**, other errors "
             f"{ {k: v for k, v in _get(o, 'intake', 'errors', default={}).items() if k != 'HTTP 503'} or 'none'}; "
-            f"accepted answered in p50 {_num(service.get('p50'), 1)} / p99 {_num(service.get('p99'), 1)} ms from sending "
-            f"(p99 {_num(lat.get('p99'), 1)} ms from when due); delivered {_num(_get(o, 'end_to_end', 'completed'))} of "
+            f"accepted answered in p50 {_num(service.get('p50'), 1)} / p99 {_num(service.get('p99'), 1)} ms from being written to the socket "
+            f"(p99 {_num(lat.get('p99'), 1)} ms from when due, with any wait for one of the generator's connections); delivered {_num(_get(o, 'end_to_end', 'completed'))} of "
             f"{_num(_get(o, 'intake', 'accepted'))} accepted, {_num(_get(o, 'sink', 'duplicates'))} duplicates."]
 
 

@@ -66,6 +66,9 @@ class DirectIntake:
                 scope["path_params"] = {"form_id": matched.group(1)}
                 request = Request(scope, receive, send)
                 try:
+                    # a flood is shed here, before the key is looked up or the body read: each
+                    # refusal costs the event loop as little as it can, so what is taken stays quick
+                    scope["app"].state.intake.refuse_if_full()
                     response = await submit(request)
                 except Exception as exc:
                     handler = _handler(scope["app"], exc)

@@ -69,11 +69,8 @@ class Intake:
         self.in_flight = 0
         self.max_in_flight = runtime.settings.intake_max_in_flight
 
-    @contextmanager
-    def admitted(self) -> Iterator[None]:
-        """A front door's whole handling of one submission, counted; past `max_in_flight` the
-        submission is refused at once (503, Retry-After, nothing read or stored), so a flood
-        answers quickly instead of making every resident wait (docs/scale.md)."""
+    def refuse_if_full(self) -> None:
+        """503 with Retry-After when `max_in_flight` submissions are already being taken in."""
         if self.in_flight >= self.max_in_flight:
             metrics.SHED.inc()
             raise ServiceUnavailable(
@@ -81,6 +78,13 @@ class Intake:
                 "Send it again after the seconds Retry-After gives.",
                 headers={"Retry-After": "1"},
             )
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """A front door's whole handling of one submission, counted; past `max_in_flight` the
+        submission is refused at once (503, Retry-After, nothing read or stored), so a flood
+        answers quickly instead of making every resident wait (docs/scale.md)."""
+        self.refuse_if_full()
         self.in_flight += 1
         try:
             yield

@@ -75,3 +75,19 @@ def test_past_the_bound_a_submission_is_refused_with_retry_after_and_nothing_is_
     assert again.status_code == 202
     metrics = httpx.get(f"{hub.url}/metrics").text
     assert "hub_intake_shed_total 1.0" in metrics
+
+
+def test_a_full_intake_sheds_before_looking_at_the_key_or_the_body(hub: EmbeddedHub) -> None:
+    intake = hub.app.state.intake
+    intake.in_flight = intake.max_in_flight  # as if that many were being taken in
+    try:
+        # the cheapest refusal: not even the (wrong) key is checked while the hub is full
+        refused = httpx.post(f"{hub.url}/v1/forms/missed-bin-collection/submissions", content=b"{not json",
+                             headers={"Authorization": "Bearer not-a-key", "Content-Type": "application/json"})
+    finally:
+        intake.in_flight = 0
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json()["type"] == "/problems/service-unavailable"
+    later = httpx.post(f"{hub.url}/v1/forms/missed-bin-collection/submissions", content=b"{not json",
+                       headers={"Authorization": "Bearer not-a-key", "Content-Type": "application/json"})
+    assert later.status_code == 401
