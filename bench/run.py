@@ -55,7 +55,7 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--backlog", type=int, default=100000, help="deliveries queued for the backlog drain")
     p.add_argument("--scaling", type=_ints, default=[1, 2, 4], help="worker process counts")
     p.add_argument("--scaling-count", type=int, default=10000, help="deliveries queued per scaling run")
-    p.add_argument("--knee-low", type=float, default=500.0, help="knee search: a rate known to be within target")
+    p.add_argument("--knee-low", type=float, default=200.0, help="knee search: a rate known to be within target")
     p.add_argument("--knee-high", type=float, default=2500.0, help="knee search: a rate known to be past it")
     p.add_argument("--knee-steps", type=int, default=5, help="knee search: bisection steps")
     p.add_argument("--knee-duration", type=float, default=10.0, help="seconds of each knee and overload run")
