@@ -35,6 +35,14 @@ def accept(runtime: Runtime, n: int) -> None:
         )
 
 
+def relay_once(runtime: Runtime) -> int:
+    relay = Relay(runtime)
+    try:
+        return relay.run_once()
+    finally:
+        relay.stop()
+
+
 def backlog(runtime: Runtime) -> int:
     with runtime.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
@@ -42,11 +50,7 @@ def backlog(runtime: Runtime) -> int:
 
 def test_the_relay_publishes_every_due_row_to_the_connectors_quorum_queue_and_removes_it(runtime: Runtime, rabbitmq: RabbitMQServer) -> None:
     accept(runtime, 20)
-    relay = Relay(runtime)
-    try:
-        assert relay.run_once() == 20
-    finally:
-        relay.stop()
+    assert relay_once(runtime) == 20
     assert backlog(runtime) == 0
     queue_name = f"{runtime.settings.queue_prefix}crm"
     # (the broker's message counts for quorum queues lag, so the messages are counted by reading them)
@@ -88,11 +92,7 @@ def test_the_broker_reports_each_connectors_queue_depth_and_none_when_it_is_away
         QueueDepth(f"{runtime.settings.queue_prefix}crm.dead", "dead", 0, 0, exists=False),
     ]}  # a passive declare creates nothing
     accept(runtime, 12)
-    relay = Relay(runtime)
-    try:
-        assert relay.run_once() == 12
-    finally:
-        relay.stop()
+    assert relay_once(runtime) == 12
     # the relay packs deliveries into messages (up to 10 each, within a batch): 12 rows in batches of 7 are 2 messages
     deadline = time.monotonic() + 10
     while True:  # a quorum queue's count follows its log, so it may trail the confirms a moment
