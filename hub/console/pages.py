@@ -49,7 +49,7 @@ async def dashboard(request: Request, runtime: RuntimeDep, signed: SignedDep) ->
         waiting.append({"name": name, "pending": by_state.get("pending", 0), "retrying": by_state.get("retrying", 0),
                         "queue": queues.get("work"), "dead": queues.get("dead")})
     return signed.page(request, "dashboard.html", windows=shown, attention=attention, waiting=waiting,
-                       broker_answered=depths is not None)
+                       broker_answered=depths is not None, per_message=runtime.settings.relay_deliveries_per_message)
 
 
 def _day(value: str, label: str, field: str, errors: list[dict[str, str]]) -> date | None:
