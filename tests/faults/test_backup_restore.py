@@ -116,8 +116,11 @@ def test_a_restore_from_a_dump_taken_under_load_delivers_all_before_it_and_the_b
     restored = restore_per_runbook(stack, postgres, old_db, backup, crm_at_stop["requests"])
     in_dump, reopened, stranded, last_dumped_id = restored.in_dump, restored.reopened, restored.stranded, restored.last_dumped_id
     new_db = restored.dbname
-    # the broker was empty at the stop: before the re-queue nothing sent the stranded deliveries
-    assert restored.sent_without_requeue == 0 and restored.stranded_still_open == len(stranded)
+    # the broker was empty at the stop: before the re-queue nothing sent the stranded deliveries;
+    # the only requests are of those the dump still held an outbox row for, which the relay sends
+    # (a loaded machine can catch one between its commit and the relay)
+    assert restored.sent_without_requeue <= len(reopened) - len(stranded)
+    assert restored.stranded_still_open == len(stranded)
     settled = stack.wait_settled(sorted(in_dump), timeout=180)
     crm_drained = stack.crm.stats()
 
