@@ -43,9 +43,18 @@ image: image-tools
 demo: install
 	$(BIN)/hub demo $(DEMO_ARGS)
 
-# lint and type checks first: they take seconds, the suite takes minutes
+# lint and type checks first: they take seconds, the suite takes minutes. Without PYTEST_ARGS,
+# tests/unit (no servers, free ports, temp dirs) run first on two processes (pytest-xdist, one
+# file per process at a time), then the rest one at a time: the fault tests time real processes
+# and must not share the cores. `make test PYTEST_ARGS=tests/unit/test_x.py` runs just that.
+TEST_WORKERS ?= 2
 test: install-test servers image-tools lint typecheck
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit
+	$(BIN)/python -m pytest --ignore=tests/unit
+else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
 
 # the unit tests with the clock a year ahead: nothing in them may expire as the calendar moves
 test-future: install-test
