@@ -4,47 +4,26 @@ private port: the same promises as the filesystem store."""
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from cryptography.fernet import Fernet, MultiFernet
 
 from hub.attachments.s3 import S3Store
 from hub.errors import BodyTooLarge
-from tests.support.realworld import unavailable
-from tests.support.servers import free_port
+from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
-    server = shutil.which("moto_server")
-    if server is None:
-        unavailable("moto_server is not installed (pip install 'moto[server]')")
-    port = free_port()
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test", aws_secret_access_key="test",
-                          region_name="us-east-1", config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 1}))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.create_bucket(Bucket="hub")
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                proc.terminate()
-                raise
-            time.sleep(0.2)
-    yield client
-    proc.terminate()
-    proc.wait(10)
+    server = S3Server()
+    try:
+        yield server.client()
+    finally:
+        server.close()
 
 
 def test_blob_is_content_addressed_and_encrypted_in_the_bucket(s3: Any) -> None:
