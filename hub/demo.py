@@ -24,6 +24,7 @@ from hub.api.server_thread import ServerThread
 from hub.background import Periodic, jobs
 from hub.config.settings import Settings
 from hub.delivery.worker import Worker
+from hub.demo_journeys import PAID_FORM, PHOTO_CONNECTOR, PHOTO_FORM, PhotoReport, post_photo_report, report_paid, report_photo
 from hub.logs import configure
 from hub.notifications.config import load_notification_config
 from hub.relay.outbox_relay import Relay
@@ -175,8 +176,14 @@ def run_demo(settings: Settings, environ: Mapping[str, str], once: bool, port: i
     try:
         print(f"Council Connector Hub demo: API on {api.url} (OpenAPI docs at {api.url}/docs), logs in {log_file.name}")
         posted = _post_samples(api.url, api_key, settings.schemas_dir, runtime.forms.ids())
+        photo = _post_photo(api.url, api_key, settings.schemas_dir, runtime.forms.ids(), log_path, posted)
         statuses = _wait(runtime, [p.reference for p in posted if p.reference], timeout)
         all_delivered = _report(posted, statuses, simulators)
+        all_delivered = report_paid([(p.sample, p.reference) for p in posted if p.form_id == PAID_FORM and p.reference],
+                                    statuses) and all_delivered
+        if photo is not None:
+            open311 = next((office.url for office in simulators if office.name == PHOTO_CONNECTOR), None)
+            all_delivered = report_photo(photo, statuses.get(photo.reference or ""), open311) and all_delivered
         if notify is not None:
             _wait_messages(runtime, notify, posted, timeout)
             _report_messages(notify)
@@ -223,6 +230,18 @@ def _post_samples(base_url: str, api_key: str, schemas_dir: Path, forms: list[st
             else:
                 posted.append(Posted(form_id, name, None, f"HTTP {response.status_code}: {response.text[:200]}"))
     return posted
+
+
+def _post_photo(base_url: str, api_key: str, schemas_dir: Path, forms: list[str], folder: Path,
+                posted: list[Posted]) -> PhotoReport | None:
+    """A resident's fly-tipping report with a photo uploaded first (hub/demo_journeys.py)."""
+    if PHOTO_FORM not in forms:
+        return None
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10) as client:
+        photo = post_photo_report(client, schemas_dir, folder)
+    if photo is not None:
+        posted.append(Posted(PHOTO_FORM, "uploaded-photo", photo.reference, photo.error))
+    return photo
 
 
 def _pay(receipt: dict[str, Any]) -> None:
