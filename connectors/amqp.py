@@ -128,6 +128,7 @@ class AmqpConnector(Connector):
                        "application/json", _body(record).decode())
 
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
+        self.refuse_files(record)  # files go by e-mail or REST only: never dropped silently
         body = _body(record)
         routing_key = self.routing_key(context)
         with self._lock:

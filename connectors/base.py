@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -122,6 +122,9 @@ class Connector(ABC):
     """A destination back office. Subclasses set `options_model` and implement `send` and `check`."""
 
     options_model: ClassVar[type[ConnectorOptions]]
+    # whether `send` takes `attach: file` files (hub.attachments.delivery AttachedFile) in the record;
+    # a connector that does not is never handed one (hub config check and the worker refuse it)
+    sends_files: ClassVar[bool] = False
 
     def __init__(self, name: str, options: ConnectorOptions, secrets: Secrets) -> None:
         self.name = name
@@ -160,6 +163,14 @@ class Connector(ABC):
     def can_poll_status(self) -> bool:
         return type(self).poll_status is not Connector.poll_status
 
+    def refuse_files(self, record: Mapping[str, Any]) -> None:
+        """A PermanentError naming the record's `attach: file` keys, unless this connector sends files."""
+        from hub.attachments.delivery import file_keys
+
+        keys = [] if self.sends_files else file_keys(record)
+        if keys:
+            raise PermanentError(files_refused(self.name, type(self).__name__, keys))
+
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         """Problems that would stop the back office accepting this record, found offline
         (`hub config check` runs it on every mapping case). The default finds none."""
@@ -171,3 +182,10 @@ class Connector(ABC):
 
     def close(self) -> None:  # noqa: B027 - a hook with a default, not an abstract method
         """Release connections; the default has nothing to release."""
+
+
+def files_refused(name: str, kind: str, fields: Sequence[str]) -> str:
+    """Why a connector that cannot send files will not take `attach: file` ones, and what to map instead."""
+    return (f"connector {name!r} ({kind}) cannot send files, but the mapping gives it `attach: file` at "
+            f"{', '.join(fields)}: map `attach: base64` (the file inside the record) or the signed link "
+            "`attachments.<field>[n].url` instead; only e-mail and REST connectors send files")

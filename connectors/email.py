@@ -127,6 +127,7 @@ def uk_date(value: Any) -> str:
 
 class EmailConnector(Connector):
     options_model = EmailOptions
+    sends_files = True
     options: EmailOptions
 
     def __init__(self, name: str, options: EmailOptions, secrets: Secrets) -> None:

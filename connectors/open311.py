@@ -82,6 +82,7 @@ class Open311Connector(Connector):
                        "application/x-www-form-urlencoded; charset=utf-8", body)
 
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
+        self.refuse_files(record)  # files go by e-mail or REST only: never dropped silently
         problems = self.validate_record(record)
         if problems:
             raise PermanentError(f"record cannot be sent to {self.name}: {'; '.join(problems)}")

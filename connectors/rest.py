@@ -65,6 +65,7 @@ class RestOptions(ConnectorOptions):
 
 class RestConnector(Connector):
     options_model = RestOptions
+    sends_files = True
     options: RestOptions
 
     def __init__(self, name: str, options: RestOptions, secrets: Secrets) -> None:

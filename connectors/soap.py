@@ -209,6 +209,7 @@ class SoapConnector(Connector):
             self._auth_ready = True
 
     def send(self, record: Mapping[str, Any], context: DeliveryContext) -> Outcome:
+        self.refuse_files(record)  # files go by e-mail or REST only: never dropped silently
         arguments = copy.deepcopy(dict(record))
         if self.options.idempotency_field:
             _set_path(arguments, self.options.idempotency_field, context.idempotency_key)

@@ -70,6 +70,7 @@ class RecordingConnector(Connector):
     send got, as a back office that honours idempotency keys would."""
 
     options_model = RecordingOptions
+    sends_files = True
     options: RecordingOptions
 
     _recorders: ClassVar[dict[str, _Recorder]] = {}

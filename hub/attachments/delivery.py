@@ -118,3 +118,21 @@ def files_in(record: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str,
         else:
             rest[key] = value
     return rest, files
+
+
+def file_keys(record: Mapping[str, Any], where: str = "record") -> list[str]:
+    """Where the record holds an AttachedFile ("record.photos", "record.case.plan[0]")."""
+    found: list[str] = []
+    for key, value in record.items():
+        at = f"{where}.{key}"
+        if isinstance(value, AttachedFile):
+            found.append(at)
+        elif isinstance(value, Mapping):
+            found.extend(file_keys(value, at))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, AttachedFile):
+                    found.append(f"{at}[{index}]")
+                elif isinstance(item, Mapping):
+                    found.extend(file_keys(item, f"{at}[{index}]"))
+    return found

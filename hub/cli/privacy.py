@@ -130,12 +130,15 @@ def retention_run(
     engine = make_engine(settings.database_url)
     blobs = store_from_settings(settings, sealer(settings).fernet)
     found = retention.run(engine, config, at, _actor(actor), dry_run=dry_run, blobs=blobs)
+    expired = retention.expire_unlinked(engine, blobs, at, retention.unlinked_max_age(settings.attachment_unlinked_max_age_hours), dry_run)
     engine.dispose()
     typer.echo(f"{'tenant':<16}  {'form':<36}  {'days':>5}  {'would purge' if dry_run else 'purged':>11}")
     for item in found:
         typer.echo(f"{item.tenant:<16}  {item.form_id:<36}  {item.days:>5}  {item.count:>11}")
     total = sum(item.count for item in found)
     typer.echo(f"{total} payload(s) {'would be purged (dry run)' if dry_run else 'purged'}")
+    typer.echo(f"{expired.uploads} upload(s) no submission named, older than "
+               f"{settings.attachment_unlinked_max_age_hours:g} h, {'would be deleted (dry run)' if dry_run else 'deleted'}")
 
 
 def _tenant(runtime: Any, tenant: str, email: str) -> None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.base import Connector, Secrets
+from connectors.base import Connector, Secrets, files_refused
 from connectors.registry import ConnectorRegistry
 from hub.config.connector_hosts import connector_allow_list, outbound_problems
 from hub.config.files import HubConfig, load_config
@@ -59,6 +59,7 @@ def check_configuration(
         problems.extend(_check_fees(settings, forms, config))
     problems.extend(_check_notifications(settings, config, forms))
     problems.extend(_check_cases(settings, mappings, forms, connectors))
+    problems.extend(_check_files(mappings, connectors))
     for connector in connectors.values():
         connector.close()
     return problems
@@ -227,6 +228,17 @@ def _check_cases(
         if (connector := connectors.get(case.key[1])) is not None:
             for problem in connector.validate_record(case.expected):
                 problems.append(f"{case.path}: expected record is not valid for connector {case.key[1]!r}: {problem}")
+    return problems
+
+
+def _check_files(mappings: Mapping[tuple[str, str], RecordMapping], connectors: Mapping[str, Connector]) -> list[str]:
+    """`attach: file` only in a mapping to a connector that sends files (e-mail, REST): Open311,
+    SOAP and AMQP would otherwise get a record without the resident's photo."""
+    problems: list[str] = []
+    for (_form, name), mapping in sorted(mappings.items()):
+        connector = connectors.get(name)
+        if connector is not None and mapping.file_fields and not connector.sends_files:
+            problems.append(f"{mapping.path}: {files_refused(name, type(connector).__name__, mapping.file_fields)}")
     return problems
 
 

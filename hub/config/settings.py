@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     attachment_rescan_seconds: float = Field(default=30.0, gt=0)
     # a multipart submission (answers + files in one request) is refused (413) over this in total
     attachment_inline_max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    # an upload no submission names is deleted (row and blob) by the retention run once this old
+    attachment_unlinked_max_age_hours: float = Field(default=24.0, gt=0)
     # checked before schema validation, so a hostile payload costs little
     max_depth: int = Field(default=32, gt=0, le=1000)
     max_string_length: int = Field(default=100_000, gt=0)

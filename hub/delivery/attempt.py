@@ -224,7 +224,9 @@ class DeliveryHandler:
         clock = time.perf_counter()
         try:
             record = mapped(self.runtime, job, payload, meta, files)
-            sent = self.runtime.connector(job.connector).send(record, context)
+            connector = self.runtime.connector(job.connector)
+            connector.refuse_files(record)  # a plug-in that cannot send files never silently drops one
+            sent = connector.send(record, context)
         except DeliveryError as error:
             return self._classify(job, attempt, started, error)
         except ConfigError as error:  # e.g. a credential's environment variable is not set

@@ -78,6 +78,8 @@ def _each(step: Step) -> Step:
 class _Compiler:
     def __init__(self, path: Path, tables: dict[str, dict[str, Any]]) -> None:
         self.path, self.tables = path, tables
+        # the output fields that hold `attach: file` files (only e-mail and REST connectors send them)
+        self.file_fields: list[str] = []
 
     def error(self, line: int, message: str) -> ConfigError:
         return ConfigError(f"{self.path}:{line}: {message}" if line else f"{self.path}: {message}")
@@ -205,6 +207,8 @@ class _Compiler:
             if mode not in MODES:
                 raise self.error(raw.key_lines["attach"], f"{where}: attach must be one of {', '.join(MODES)}")
             label = f"{self.path.name}: {where}"
+            if mode == "file":
+                self.file_fields.append(where)
             steps.append(_each(lambda v: AttachmentRef.of(v, mode, label)))
         if raw.get("omit_if_null"):
             steps.append(lambda v: _OMIT if v is None else v)
@@ -258,8 +262,10 @@ class _Compiler:
 class RecordMapping:
     """One compiled mapping file; `apply` is pure and safe to share across worker threads."""
 
-    def __init__(self, form_id: str, connector: str, path: Path, root: Evaluator) -> None:
+    def __init__(self, form_id: str, connector: str, path: Path, root: Evaluator, file_fields: tuple[str, ...] = ()) -> None:
         self.form_id, self.connector, self.path, self._root = form_id, connector, path, root
+        # where the record holds `attach: file` files ("record.photos")
+        self.file_fields = file_fields
 
     @classmethod
     def load(cls, path: Path) -> RecordMapping:
@@ -290,7 +296,8 @@ class RecordMapping:
         record = doc.get("record")
         if not isinstance(record, _Lined) or record.keys() & set(_SOURCES):
             raise compiler.error(doc.key_lines.get("record", doc.line), "record must be an object of fields")
-        return cls(form_id, connector, path, compiler.obj(record, "record"))
+        root = compiler.obj(record, "record")
+        return cls(form_id, connector, path, root, tuple(compiler.file_fields))
 
     def apply(self, payload: cabc.Mapping[str, Any], meta: cabc.Mapping[str, Any],
               attachments: cabc.Mapping[str, Any] | None = None) -> dict[str, Any]:

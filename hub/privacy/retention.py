@@ -67,6 +67,38 @@ def forget_attachments(engine: Engine, blobs: BlobStore) -> int:
     return len(orphans)
 
 
+@dataclass(frozen=True)
+class Expired:
+    """Uploads no submission named, deleted for being older than the unlinked maximum age."""
+
+    uploads: int
+    blobs: int
+
+
+def delete_blobs(engine: Engine, blobs: BlobStore, shas: Sequence[str]) -> int:
+    """Deletes each blob no row names (checked again: the same bytes may have been uploaded since)."""
+    gone = 0
+    for sha256 in shas:
+        with engine.connect() as conn:
+            if attachment_rows.blob_named(conn, sha256):
+                continue
+        blobs.delete(sha256)
+        gone += 1
+    return gone
+
+
+def expire_unlinked(engine: Engine, blobs: BlobStore | None, now: datetime, max_age: timedelta, dry_run: bool = False) -> Expired:
+    """Deletes every upload that no submission names and that is older than `max_age`
+    (HUB_ATTACHMENT_UNLINKED_MAX_AGE_HOURS): its row, then its blob unless another row names the
+    same bytes. A linked upload is never touched; a dry run only counts."""
+    with engine.begin() as conn:
+        count, shas = attachment_rows.forget_unlinked(conn, created_before=now - max_age, dry_run=dry_run or blobs is None)
+    gone = delete_blobs(engine, blobs, shas) if blobs is not None and not dry_run else 0
+    if count and not dry_run:
+        log.info("attachments_unlinked_deleted", uploads=count, blobs=gone, max_age_hours=max_age.total_seconds() / 3600)
+    return Expired(count, gone)
+
+
 def run(engine: Engine, config: HubConfig, now: datetime, actor: str, dry_run: bool = False,
         blobs: BlobStore | None = None) -> list[Purged]:
     """Purges every payload that is due (a dry run only counts them); writes one audit entry per
@@ -102,5 +134,13 @@ def _audit(engine: Engine, found: list[Purged], now: datetime, actor: str) -> No
 
 
 def scheduled(runtime: Runtime) -> list[Purged]:
-    """One scheduled run, as `hub worker` does every HUB_RETENTION_INTERVAL_SECONDS."""
-    return run(runtime.engine, runtime.config, datetime.now(UTC), "schedule:retention", blobs=runtime.attachment_store)
+    """One scheduled run, as `hub worker` does every HUB_RETENTION_INTERVAL_SECONDS: payloads due,
+    the attachments of purged submissions, and uploads left unlinked too long."""
+    now = datetime.now(UTC)
+    found = run(runtime.engine, runtime.config, now, "schedule:retention", blobs=runtime.attachment_store)
+    expire_unlinked(runtime.engine, runtime.attachment_store, now, unlinked_max_age(runtime.settings.attachment_unlinked_max_age_hours))
+    return found
+
+
+def unlinked_max_age(hours: float) -> timedelta:
+    return timedelta(hours=hours)

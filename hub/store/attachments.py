@@ -112,6 +112,30 @@ def forget_finished(conn: Connection) -> list[str]:
     return [sha for sha in shas if sha not in still]
 
 
+def forget_unlinked(conn: Connection, created_before: datetime | None = None, ids: Iterable[str] | None = None,
+                    dry_run: bool = False) -> tuple[int, list[str]]:
+    """Deletes the uploads no submission names: those created before `created_before` (abandoned),
+    or those among `ids` (files of a request that was refused). Returns how many rows went and the
+    sha256 of each blob no row names any more, for the caller to delete after commit; a dry run
+    only counts the rows."""
+    link = submission_attachments
+    query = select(attachments.c.id, attachments.c.sha256).where(~exists().where(link.c.attachment_id == attachments.c.id))
+    if created_before is not None:
+        query = query.where(attachments.c.created_at < created_before)
+    if ids is not None:
+        query = query.where(attachments.c.id.in_(sorted(set(ids))))
+    rows = conn.execute(query).all()
+    if not rows or dry_run:
+        return len(rows), []
+    gone = [row.id for row in rows]
+    # still unlinked at the moment of deleting (a submission may have named one meanwhile)
+    deleted = conn.execute(delete(attachments).where(
+        attachments.c.id.in_(gone), ~exists().where(link.c.attachment_id == attachments.c.id))).rowcount
+    shas = sorted({row.sha256 for row in rows})
+    still = set(conn.execute(select(attachments.c.sha256).where(attachments.c.sha256.in_(shas))).scalars())
+    return int(deleted or 0), [sha for sha in shas if sha not in still]
+
+
 def quarantined_or_unscanned(attachments_found: Iterable[Attachment]) -> tuple[list[Attachment], list[Attachment]]:
     found = list(attachments_found)
     return [a for a in found if a.scan == QUARANTINED], [a for a in found if a.scan == UNSCANNED]

@@ -19,11 +19,14 @@ from hub.api.deps import ClientDep, IntakeDep, RuntimeDep
 from hub.api.problems import problem_responses
 from hub.api.routes.attachments import attachment_store, scanner, store_file
 from hub.attachments import inline
+from hub.attachments.storage import BlobStore
 from hub.config.files import Client
 from hub.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from hub.intake.accept import Intake, Submission
 from hub.intake.forms import Form
+from hub.privacy.retention import delete_blobs
 from hub.runtime import Runtime
+from hub.store import attachments as attachment_rows
 from hub.store import notifications
 from hub.store import submissions as store
 from hub.store.payments import PaidAccepted
@@ -162,15 +165,34 @@ async def accept_with_files(request: Request, intake: Intake, client: Client, fo
         blobs, scan_with = attachment_store(request, runtime), scanner(request, runtime)
 
         def store_all() -> list[tuple[inline.InlineFile, str]]:
-            return [(f, store_file(runtime, client, f.name, iter([f.data]), f.field.rules, blobs, scan_with).id)
-                    for f in parsed.files]
+            done: list[tuple[inline.InlineFile, str]] = []
+            try:
+                for f in parsed.files:
+                    done.append((f, store_file(runtime, client, f.name, iter([f.data]), f.field.rules, blobs, scan_with).id))
+            except BaseException:  # one file refused (quarantined, wrong type): the ones stored before it go too
+                forget_inline(runtime, blobs, [attachment_id for _, attachment_id in done])
+                raise
+            return done
 
         stored = await run_in_threadpool(store_all)
         names = {attachment_id: f.name for f, attachment_id in stored}
         submission = Submission(client, form, inline.with_ids(parsed.payload, stored), parsed.body_sha256,
                                 idempotency_key, "api", resident, file_names=names)
-        accepted = await intake.accept(submission)
+        try:
+            accepted = await intake.accept(submission)
+        finally:
+            # files of a refused request, or of a repeat answered with the first submission, are
+            # named by no submission: they go now (the unlinked maximum age would take them anyway)
+            await run_in_threadpool(forget_inline, runtime, blobs, list(names))
     return receipt(runtime, accepted)
+
+
+def forget_inline(runtime: Runtime, blobs: BlobStore, ids: list[str]) -> None:
+    if not ids:
+        return
+    with runtime.engine.begin() as conn:
+        _, shas = attachment_rows.forget_unlinked(conn, ids=ids)
+    delete_blobs(runtime.engine, blobs, shas)
 
 
 RESIDENT_HEADER = "resident-subject"
