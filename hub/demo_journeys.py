@@ -88,6 +88,11 @@ def post_photo_report(client: httpx.Client, schemas_dir: Path, folder: Path) -> 
     return report
 
 
+def _went_to(deliveries: list[dict[str, Any]]) -> str:
+    """Each delivery as the report shows it: connector, state and the back office's reference or error."""
+    return ", ".join(f"{d['connector']} {d['state']} ({d['external_reference'] or d['last_error'] or '-'})" for d in deliveries)
+
+
 def _delivery(status: dict[str, Any], connector: str) -> dict[str, Any] | None:
     return next((d for d in status.get("deliveries", []) if d["connector"] == connector), None)
 
@@ -105,9 +110,7 @@ def report_photo(report: PhotoReport, status: dict[str, Any] | None, open311_url
     print(f"  POST /v1/attachments: {upload['id']}, {upload['media_type']}, {upload['size']} bytes stored, scan {upload['scan']}"
           + (" (no virus scanner in the demo)" if upload["scan"] == "unscanned" else ""))
     delivered = _delivery(status or {}, PHOTO_CONNECTOR)
-    print(f"  the resident's reference {report.reference}: "
-          + ", ".join(f"{d['connector']} {d['state']} ({d['external_reference'] or d['last_error'] or '-'})"
-                      for d in (status or {}).get("deliveries", [])))
+    print(f"  the resident's reference {report.reference}: {_went_to((status or {}).get('deliveries', []))}")
     if delivered is None or delivered["state"] != "delivered" or open311_url is None:
         print(f"  NOT DELIVERED to {PHOTO_CONNECTOR}")
         return False
@@ -153,7 +156,7 @@ def report_paid(posted: list[tuple[str, str]], statuses: dict[str, dict[str, Any
             for d in deliveries)
         ok = ok and status.get("status") == "paid" and held
         amount = f"£{payment.get('amount_pence', 0) / 100:.2f}"
-        went_to = ", ".join(f"{d['connector']} {d['state']} ({d['external_reference'] or d['last_error'] or '-'})" for d in deliveries)
+        went_to = _went_to(deliveries)
         print(f"  {reference} {sample}: {amount}, payment {payment.get('state')}, submission {status.get('status')}; "
               + (f"held until paid, then {went_to}" if held else f"NOT held then delivered: {went_to or 'no delivery'}"))
     return ok

@@ -7,7 +7,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -130,7 +130,7 @@ def retention_run(
     engine = make_engine(settings.database_url)
     blobs = store_from_settings(settings, sealer(settings).fernet)
     found = retention.run(engine, config, at, _actor(actor), dry_run=dry_run, blobs=blobs)
-    expired = retention.expire_unlinked(engine, blobs, at, retention.unlinked_max_age(settings.attachment_unlinked_max_age_hours), dry_run)
+    expired = retention.expire_unlinked(engine, blobs, at, timedelta(hours=settings.attachment_unlinked_max_age_hours), dry_run)
     engine.dispose()
     typer.echo(f"{'tenant':<16}  {'form':<36}  {'days':>5}  {'would purge' if dry_run else 'purged':>11}")
     for item in found:

@@ -138,9 +138,6 @@ def scheduled(runtime: Runtime) -> list[Purged]:
     the attachments of purged submissions, and uploads left unlinked too long."""
     now = datetime.now(UTC)
     found = run(runtime.engine, runtime.config, now, "schedule:retention", blobs=runtime.attachment_store)
-    expire_unlinked(runtime.engine, runtime.attachment_store, now, unlinked_max_age(runtime.settings.attachment_unlinked_max_age_hours))
+    expire_unlinked(runtime.engine, runtime.attachment_store, now, timedelta(hours=runtime.settings.attachment_unlinked_max_age_hours))
     return found
 
-
-def unlinked_max_age(hours: float) -> timedelta:
-    return timedelta(hours=hours)

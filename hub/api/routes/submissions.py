@@ -178,11 +178,15 @@ async def accept_with_files(request: Request, intake: Intake, client: Client, fo
         names = {attachment_id: f.name for f, attachment_id in stored}
         submission = Submission(client, form, inline.with_ids(parsed.payload, stored), parsed.body_sha256,
                                 idempotency_key, "api", resident, file_names=names)
+        # files of a refused request, or of a repeat answered with the first submission, are named
+        # by no submission: they go now (the unlinked maximum age would take them anyway); a new
+        # submission links them all, so it costs no second transaction
         try:
             accepted = await intake.accept(submission)
-        finally:
-            # files of a refused request, or of a repeat answered with the first submission, are
-            # named by no submission: they go now (the unlinked maximum age would take them anyway)
+        except BaseException:
+            await run_in_threadpool(forget_inline, runtime, blobs, list(names))
+            raise
+        if not accepted.created:
             await run_in_threadpool(forget_inline, runtime, blobs, list(names))
     return receipt(runtime, accepted)
 
