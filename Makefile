@@ -50,8 +50,10 @@ demo: install
 TEST_WORKERS ?= 2
 test: install-test servers image-tools lint typecheck
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit
-	$(BIN)/python -m pytest --ignore=tests/unit
+	@# both phases run even when the first fails, so one red run reports every failure
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit; unit=$$?; \
+	$(BIN)/python -m pytest --ignore=tests/unit; rest=$$?; \
+	[ $$unit -eq 0 ] && [ $$rest -eq 0 ]
 else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 endif

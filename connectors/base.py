@@ -165,11 +165,7 @@ class Connector(ABC):
 
     def refuse_files(self, record: Mapping[str, Any]) -> None:
         """A PermanentError naming the record's `attach: file` keys, unless this connector sends files."""
-        from hub.attachments.delivery import file_keys
-
-        keys = [] if self.sends_files else file_keys(record)
-        if keys:
-            raise PermanentError(files_refused(self.name, type(self).__name__, keys))
+        refuse_files(self, record)
 
     def validate_record(self, record: Mapping[str, Any]) -> list[str]:
         """Problems that would stop the back office accepting this record, found offline
@@ -182,6 +178,17 @@ class Connector(ABC):
 
     def close(self) -> None:  # noqa: B027 - a hook with a default, not an abstract method
         """Release connections; the default has nothing to release."""
+
+
+def refuse_files(connector: object, record: Mapping[str, Any]) -> None:
+    """A PermanentError naming the record's `attach: file` keys, unless `connector` sends files. A
+    function, not only the method: the worker checks any plug-in, even one that does not subclass
+    Connector (one without `sends_files` sends none)."""
+    from hub.attachments.delivery import file_keys
+
+    keys = [] if getattr(connector, "sends_files", False) else file_keys(record)
+    if keys:
+        raise PermanentError(files_refused(str(getattr(connector, "name", "?")), type(connector).__name__, keys))
 
 
 def files_refused(name: str, kind: str, fields: Sequence[str]) -> str:

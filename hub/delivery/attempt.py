@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from connectors.base import DeliveryContext
+from connectors.base import DeliveryContext, refuse_files
 from hub import metrics
 from hub.attachments import delivery as attached_files
 from hub.delivery.alerts import Alerts
@@ -225,7 +225,7 @@ class DeliveryHandler:
         try:
             record = mapped(self.runtime, job, payload, meta, files)
             connector = self.runtime.connector(job.connector)
-            connector.refuse_files(record)  # a plug-in that cannot send files never silently drops one
+            refuse_files(connector, record)  # a plug-in that cannot send files never silently drops one
             sent = connector.send(record, context)
         except DeliveryError as error:
             return self._classify(job, attempt, started, error)
