@@ -12,6 +12,8 @@ import re
 from functools import cache
 from pathlib import Path
 
+from tests.support.python_source import parse_file
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "flow.md"
 
@@ -47,7 +49,7 @@ def _defined(body: list[ast.stmt]) -> dict[str, ast.AST]:
 
 @cache
 def _module(path: str) -> ast.Module:
-    return ast.parse((ROOT / path).read_text(encoding="utf-8"), filename=path)
+    return parse_file(ROOT / path, filename=path)
 
 
 def problem(path: str, name: str) -> str | None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.python_source import parse_file
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +54,7 @@ def rows(text: str) -> list[Row]:
 
 def defined_tests(path: Path) -> set[str]:
     """Names of the test functions in a file, at module level or in a class."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = parse_file(path)
     return {
         node.name
         for node in ast.walk(tree)
