@@ -12,10 +12,10 @@ from cryptography.fernet import Fernet, MultiFernet
 from hub.attachments.delivery import AttachedFile, resolve, scope
 from hub.attachments.fields import attachment_fields, check
 from hub.attachments.links import LinkSigner
-from hub.privacy.sealing import Sealer, new_key
 from hub.attachments.storage import FileStore
 from hub.delivery.mapping import RecordMapping
 from hub.errors import BadLinkSignature, LinkExpired
+from hub.privacy.sealing import Sealer, new_key
 from hub.store.attachments import Attachment
 
 SCHEMA = {"properties": {"photos": {"type": "array", "x-attachment": True,

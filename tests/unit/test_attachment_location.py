@@ -25,7 +25,7 @@ from hub.config.files import RetentionRule
 from hub.intake.forms import FormRegistry
 from hub.logs import captured
 from hub.privacy.retention import scheduled
-from hub.privacy.sealing import Sealer, encryption_keys
+from hub.privacy.sealing import Sealer
 from hub.store import personal_data
 from hub.store.tables import attachments
 from simulators.open311 import PREFIX, Open311State
@@ -33,6 +33,7 @@ from simulators.open311 import create_app as create_open311
 from tests.support.embedded import EmbeddedHub, embedded_hub
 from tests.support.privacy import add_staff, raw_database, sample, use_keys
 from tests.unit.test_intake_api import assert_problem
+from tests.unit.test_personal_data_keys import hub_command
 
 KEY = Fernet.generate_key().decode()
 # 53°47'12.345" N, 1°32'45.678" W (Leeds): seconds with decimals, so the rationals matter
@@ -218,18 +219,19 @@ def test_retention_removes_the_position_with_the_row(office: Office) -> None:
         assert conn.execute(select(attachments).where(attachments.c.id == photo["id"])).all() == []
 
 
-def test_key_rotation_reseals_the_position_with_the_newest_key(office: Office) -> None:
+def test_hub_keys_rotate_reseals_the_position_with_the_newest_key(office: Office) -> None:
     hub = office.hub
     photo = upload(hub, jpeg_at(), form=FORM, field=FIELD).json()
     old = stored_location(hub, photo["id"])
     newest = Fernet.generate_key().decode()
-    rotating = Sealer.from_keys([newest, *encryption_keys(hub.runtime.settings), KEY])
-    done = personal_data.reseal(hub.runtime.engine, rotating, "attachment-locations")
-    assert (done.resealed, done.current, done.unreadable) == (1, 0, [])
+    env = {"HUB_DATABASE_URL": str(hub.runtime.engine.url), "HUB_ENCRYPTION_KEYS": f"{newest},{KEY}"}
+    rotated = hub_command("keys", "rotate", "--actor", "ict-keyholder", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "attachment-locations: 1 checked, 1 re-sealed, 0 already on the newest key" in rotated.stdout
     fresh = stored_location(hub, photo["id"])
     assert fresh is not None and fresh != old
     assert Sealer.from_keys([newest]).open(fresh) == pytest.approx({"lat": LAT, "long": LONG}, abs=1e-6)
-    assert personal_data.reseal(hub.runtime.engine, rotating, "attachment-locations").current == 1
+    assert personal_data.reseal(hub.runtime.engine, Sealer.from_keys([newest, KEY]), "attachment-locations").current == 1
 
 
 def test_a_malformed_or_impossible_gps_tag_keeps_no_position_and_is_no_error() -> None:

@@ -25,10 +25,10 @@ from connectors.registry import ConnectorRegistry
 from connectors.rest import RestConnector
 from hub.attachments.delivery import AttachedFile, resolve, scope
 from hub.attachments.links import LinkSigner
-from hub.privacy.sealing import Sealer, new_key
 from hub.attachments.storage import FileStore
 from hub.config.files import ConnectorConfig
 from hub.delivery.mapping import RecordMapping
+from hub.privacy.sealing import Sealer, new_key
 from hub.store.attachments import Attachment
 from simulators.mail import MailSink
 
