@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -119,6 +120,18 @@ def test_a_photo_for_a_field_that_keeps_location_gives_street_cleansing_its_posi
     assert float(request["fields"]["lat"]) == pytest.approx(LAT, abs=1e-6)
     assert float(request["fields"]["long"]) == pytest.approx(LONG, abs=1e-6)
     assert request["fields"]["address_id"] == "100023336956"  # the resident's own UPRN goes too
+
+
+def test_a_photo_sent_inline_with_its_report_keeps_its_position_by_its_fields_rules(office: Office) -> None:
+    hub = office.hub
+    answers = json.dumps(sample(FORM, "uprn-with-reporter")).encode()
+    parts = [("submission", (None, answers, "application/json")), (FIELD, ("tip.jpg", jpeg_at(), "image/jpeg"))]
+    answer = hub.client.post(f"/v1/forms/{FORM}/submissions", files=parts, headers={"Authorization": f"Bearer {hub.key}"})
+    assert answer.status_code == 202, answer.text
+    hub.wait_until_settled(answer.json()["reference"])
+    [request] = office.street.requests()
+    assert float(request["fields"]["lat"]) == pytest.approx(LAT, abs=1e-6)
+    assert float(request["fields"]["long"]) == pytest.approx(LONG, abs=1e-6)
 
 
 def test_a_map_pin_the_resident_gave_is_sent_rather_than_the_photos_position(office: Office) -> None:
