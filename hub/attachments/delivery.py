@@ -2,8 +2,8 @@
 connector is handed.
 
 A mapping's scope has `attachments.<field>`: a list of {id, filename, media_type, size, sha256,
-url} per attachment field, `url` a signed, expiring link (hub.attachments.links) for back offices
-that fetch files (Open311 `media_url`). `attach: file` or `attach: base64` on an expression turns
+url, location} per attachment field, `url` a signed, expiring link (hub.attachments.links) for back
+offices that fetch files (Open311 `media_url`), `location` a photo's kept GPS position {lat, long}. `attach: file` or `attach: base64` on an expression turns
 such items into an AttachmentRef; before sending, `resolve` makes each one an AttachedFile (bytes
 streamed from the store: e-mail attachments, REST multipart parts) or, for base64, a JSON object
 {filename, media_type, content_base64}.
@@ -18,7 +18,8 @@ from typing import Any
 
 from hub.attachments.links import LinkSigner
 from hub.attachments.storage import BlobStore
-from hub.errors import MappingError, NotFound, PermanentError
+from hub.errors import MappingError, NotFound, PermanentError, UnknownKey
+from hub.privacy.sealing import Sealer
 from hub.store.attachments import Attachment
 
 MODES = ("file", "base64")
@@ -34,8 +35,9 @@ def filename(field_name: str, index: int, media_type: str) -> str:
     return f"{field_name}-{index + 1}.{extension(media_type)}"
 
 
-def scope(attached: Sequence[tuple[str, Attachment]], links: LinkSigner) -> dict[str, list[dict[str, Any]]]:
-    """The `attachments` a mapping sees: field -> its files, in order."""
+def scope(attached: Sequence[tuple[str, Attachment]], links: LinkSigner, sealer: Sealer) -> dict[str, list[dict[str, Any]]]:
+    """The `attachments` a mapping sees: field -> its files, in order. `location` is the photo's
+    GPS position {lat, long} where its field kept it (opened with `sealer`), else None."""
     found: dict[str, list[dict[str, Any]]] = {}
     for field_name, attachment in attached:
         items = found.setdefault(field_name, [])
@@ -43,7 +45,22 @@ def scope(attached: Sequence[tuple[str, Attachment]], links: LinkSigner) -> dict
             "id": attachment.id, "filename": filename(field_name, len(items), attachment.media_type),
             "media_type": attachment.media_type, "size": attachment.size, "sha256": attachment.sha256,
             "url": links.url(attachment.id),
+            "location": None if attachment.location is None else sealer.open(attachment.location),
         })
+    return found
+
+
+def positions(attached: Sequence[tuple[str, Attachment]], sealer: Sealer) -> list[str]:
+    """The kept GPS positions' numbers as text, for the log scrubber (they are personal data)."""
+    found: list[str] = []
+    for _, attachment in attached:
+        if attachment.location is None:
+            continue
+        try:
+            opened = sealer.open(attachment.location)
+        except UnknownKey:  # the mapping's scope parks the delivery with that reason; nothing to scrub
+            continue
+        found.extend(str(opened[key]) for key in ("lat", "long"))
     return found
 
 

@@ -4,8 +4,11 @@ its bytes (never its name or header), and images lose their EXIF and GPS metadat
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import puremagic
 from PIL import Image, UnidentifiedImageError
@@ -68,6 +71,20 @@ def _degrees(value: tuple[float, float, float], ref: str) -> float:
     return sign * (d + m / 60 + s / 3600)
 
 
+def gps_position(gps: Mapping[int, Any]) -> tuple[float, float] | None:
+    """(latitude, longitude) in degrees from an EXIF GPS IFD; None when it has none, or one that is
+    malformed or off the globe (a camera's zero denominators, a hand-edited tag)."""
+    if 2 not in gps or 4 not in gps:
+        return None
+    try:
+        lat, long = _degrees(gps[2], gps.get(1, "N")), _degrees(gps[4], gps.get(3, "E"))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not (math.isfinite(lat) and math.isfinite(long) and -90 <= lat <= 90 and -180 <= long <= 180):
+        return None
+    return lat, long
+
+
 def clean_image(name: str, data: bytes, kind: str, rules: AttachmentRules) -> CleanImage:
     """The image saved again without its metadata; its GPS position kept as a value only when the
     form asks; more than `max_pixels` (a decompression bomb) or undecodable bytes are a 422."""
@@ -80,11 +97,7 @@ def clean_image(name: str, data: bytes, kind: str, rules: AttachmentRules) -> Cl
                     raise refuse(name, f"the image is {width}x{height} pixels; at most {rules.max_pixels} pixels are taken")
                 probe.load()
                 exif = probe.getexif()
-                location = None
-                if rules.keep_location:
-                    gps = exif.get_ifd(0x8825)
-                    if 2 in gps and 4 in gps:
-                        location = (_degrees(gps[2], gps.get(1, "N")), _degrees(gps[4], gps.get(3, "E")))
+                location = gps_position(exif.get_ifd(0x8825)) if rules.keep_location else None
                 out = io.BytesIO()
                 fmt = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "image/gif": "GIF"}[kind]
                 # a new image from the pixels alone: EXIF, XMP, GPS and comments are left behind

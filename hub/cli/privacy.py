@@ -78,7 +78,7 @@ def keys_rotate(
         _fail(str(exc))
     engine = make_engine(settings.database_url)
     found: dict[str, personal_data.Resealed] = {}
-    for what in ("submissions", "webhooks", "corrections", "correction-diffs"):
+    for what in ("submissions", "webhooks", "corrections", "correction-diffs", "attachment-locations"):
         def progress(done: personal_data.Resealed, what: str = what) -> None:
             typer.echo(f"{what}: {done.seen} checked, {done.resealed} re-sealed, {done.current} already on the newest key")
 

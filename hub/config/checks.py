@@ -219,7 +219,7 @@ def _check_cases(
             for error in form.errors(case.payload):
                 problems.append(f"{case.path}: payload is not valid for the form: {error.pointer}: {error.message}")
         try:
-            record: Any = mapping.apply(case.payload, case.meta)
+            record: Any = mapping.apply(case.payload, case.meta, case.attachments)
         except HubError as exc:
             problems.append(f"{case.path}: mapping failed: {exc}")
             continue

@@ -82,7 +82,7 @@ def mapped(
     if payload is None:
         raise PermanentError("the submission's payload was purged or erased before it could be delivered")
     if files:
-        record = mapping.apply(payload, meta, attached_files.scope(files, runtime.attachment_links))
+        record = mapping.apply(payload, meta, attached_files.scope(files, runtime.attachment_links, runtime.sealer))
         return attached_files.resolve(record, runtime.attachment_store)
     return mapping.apply(payload, meta)
 
@@ -166,14 +166,17 @@ class DeliveryHandler:
         except ConfigError as error:  # sealed with a key no longer listed: a retry cannot help
             return self.settle(job, Park(datetime.now(UTC), str(error), "permanent"))
         form = self.runtime.forms.get(job.form_id, job.form_version)
-        # as typed and as a back office's JSON error would quote them, for the stored reason and the logs
+        files = attachment_rows.of_delivery(self.runtime.engine, job.delivery_id) if form and form.attachment_fields else []
+
+        # as typed and as a back office's JSON error would quote them, for the stored reason and the
+        # logs; a photo's kept GPS position is personal data too
         def pii() -> list[str]:
-            return quoted_forms(form.pii_values(payload)) if form is not None and payload is not None else []
+            answers = form.pii_values(payload) if form is not None and payload is not None else []
+            return quoted_forms([*answers, *attached_files.positions(files, self.runtime.sealer)])
 
         with personal_data(pii), structlog.contextvars.bound_contextvars(
             reference=job.reference, delivery_id=job.delivery_id, connector=job.connector
         ):
-            files = attachment_rows.of_delivery(self.runtime.engine, job.delivery_id) if form and form.attachment_fields else []
             return self.settle(job, self._gate(job) or self._scanned(job, files) or self._attempt(job, payload, files))
 
     def park_dead_letter(self, delivery_id: int) -> Result:

@@ -22,6 +22,8 @@ class MappingCase:
     meta: dict[str, Any]
     expected: dict[str, Any]
     path: Path
+    # what the mapping sees as `attachments` (field -> its files' items, hub.attachments.delivery `scope`)
+    attachments: dict[str, Any] | None = None
 
 
 def _read_json(path: Path) -> Any:
@@ -45,7 +47,7 @@ def mapping_cases(directory: Path, schemas: Path | None = None) -> list[MappingC
                 isinstance(doc.get(k), dict) for k in ("meta", "expected")
             ):
                 raise ConfigError(f"{path}: a case needs meta and expected objects and one of sample or payload")
-            if unknown := doc.keys() - {"meta", "expected", "sample", "payload", "description"}:
+            if unknown := doc.keys() - {"meta", "expected", "sample", "payload", "description", "attachments"}:
                 raise ConfigError(f"{path}: unknown keys {sorted(unknown)} in a mapping case")
             payload = doc.get("payload")
             if "sample" in doc:
@@ -55,6 +57,9 @@ def mapping_cases(directory: Path, schemas: Path | None = None) -> list[MappingC
                 payload = _read_json(sample)
             if not isinstance(payload, dict):
                 raise ConfigError(f"{path}: the payload must be a JSON object")
+            attached = doc.get("attachments")
+            if attached is not None and not (isinstance(attached, dict) and all(isinstance(v, list) for v in attached.values())):
+                raise ConfigError(f"{path}: attachments must map each attachment field to a list of its files")
             name = f"{folder.name.removesuffix('.cases')}/{path.stem}"
-            cases.append(MappingCase(name, (form_id, connector), payload, doc["meta"], doc["expected"], path))
+            cases.append(MappingCase(name, (form_id, connector), payload, doc["meta"], doc["expected"], path, attached))
     return cases

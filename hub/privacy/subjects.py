@@ -20,6 +20,7 @@ from hub.privacy.retention import forget_attachments
 from hub.privacy.sealing import subject_digest
 from hub.residents.record import resident_digest
 from hub.runtime import Runtime
+from hub.store import attachments as attachment_rows
 from hub.store import audit, personal_data, residents
 
 
@@ -48,7 +49,21 @@ def _record(runtime: Runtime, conn: Connection, row: Any) -> dict[str, Any]:
             record["payload"] = runtime.sealer.open(row.payload)
         except UnknownKey as error:
             record["payload_error"] = str(error)
+    record["attachments"] = [_attachment(runtime, name, found) for name, found in attachment_rows.of_submission(conn, row.id)]
     return record
+
+
+def _attachment(runtime: Runtime, field: str, found: attachment_rows.Attachment) -> dict[str, Any]:
+    """One file the submission names, as the resident may have it: its metadata and, where its
+    field kept it, the photo's GPS position."""
+    shown: dict[str, Any] = {"field": field, "id": found.id, "media_type": found.media_type, "size": found.size,
+                             "sha256": found.sha256, "created_at": found.created_at.isoformat(), "location": None}
+    if found.location is not None:
+        try:
+            shown["location"] = runtime.sealer.open(found.location)
+        except UnknownKey as error:
+            shown["location_error"] = str(error)
+    return shown
 
 
 @dataclass(frozen=True)

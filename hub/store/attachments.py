@@ -24,17 +24,20 @@ class Attachment:
     size: int
     scan: str
     created_at: datetime
+    # the photo's GPS position, sealed (hub.privacy.sealing), when its form field sets keep_location
+    location: str | None = None
 
 
 def add(conn: Connection, attachment: Attachment) -> None:
     conn.execute(insert(attachments).values(
         id=attachment.id, tenant=attachment.tenant, client_id=attachment.client_id, sha256=attachment.sha256,
         media_type=attachment.media_type, size=attachment.size, scan=attachment.scan, created_at=attachment.created_at,
+        location=attachment.location,
     ))
 
 
 def _row(row: Any) -> Attachment:
-    return Attachment(row.id, row.tenant, row.client_id, row.sha256, row.media_type, row.size, row.scan, row.created_at)
+    return Attachment(row.id, row.tenant, row.client_id, row.sha256, row.media_type, row.size, row.scan, row.created_at, row.location)
 
 
 def get(conn: Connection, tenant: str, attachment_id: str) -> Attachment | None:

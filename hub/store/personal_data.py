@@ -19,6 +19,7 @@ from hub.privacy.sealing import Sealer
 from hub.store.submissions import delivery_view
 from hub.store.tables import (
     OPEN_STATES,
+    attachments,
     attempts,
     corrections,
     customer_links,
@@ -26,6 +27,7 @@ from hub.store.tables import (
     outbox,
     ratings,
     status_events,
+    submission_attachments,
     submissions,
     webhooks,
 )
@@ -90,6 +92,8 @@ _SEALED: dict[str, tuple[Table, Any, Any, Any]] = {
     # staff's corrections of a delivery's answers, and the diff each one made (hub/store/corrections.py)
     "corrections": (corrections, corrections.c.id, corrections.c.id, corrections.c.payload),
     "correction-diffs": (corrections, corrections.c.id, corrections.c.id, corrections.c.diff),
+    # a photo's GPS position, kept when its form field sets keep_location (hub/store/attachments.py)
+    "attachment-locations": (attachments, attachments.c.id, attachments.c.id, attachments.c.location),
 }
 
 
@@ -179,6 +183,10 @@ def _forget(conn: Connection, submission_ids: Sequence[int]) -> None:
     conn.execute(update(corrections).where(corrections.c.submission_id.in_(submission_ids)).values(payload=None, diff=None))
     # a rating's comment may name the resident (the score stays in the figures)
     conn.execute(update(ratings).where(ratings.c.submission_id.in_(submission_ids)).values(comment=None))
+    # a photo's kept GPS position says where the resident stood (the row itself goes later, with
+    # its blob, once no live submission names it: hub.privacy.retention.forget_attachments)
+    named = select(submission_attachments.c.attachment_id).where(submission_attachments.c.submission_id.in_(submission_ids))
+    conn.execute(update(attachments).where(attachments.c.id.in_(named), attachments.c.location.is_not(None)).values(location=None))
 
 
 # -- one resident's submissions

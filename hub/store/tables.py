@@ -304,6 +304,9 @@ attachments = Table(
     # quarantined, its blob deleted; docs/attachments.md)
     Column("scan", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # the photo's GPS position {"lat", "long"}, sealed like payloads, only when its form field sets
+    # `keep_location` (migration 0010); NULL otherwise, and once retention or an erasure removed it
+    Column("location", Text),
     Index("ix_attachments_sha256", "sha256"),
     Index("ix_attachments_scan", "scan"),
 )

@@ -46,7 +46,8 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403",
 
 # An upload must name its file in one of three places (X-Filename, Content-Disposition or the
 # filename query parameter), which OpenAPI cannot say: each is optional alone, and a request with
-# none is refused 422 naming all three.
+# none is refused 422 naming all three. Its `form` and `field` query parameters go together (a
+# generated form id is a 404, a field that is not the form's attachment field a 422).
 [[operations]]
 include-path = "/v1/attachments"
 include-method = "POST"

@@ -15,6 +15,7 @@ from hub.attachments.links import LinkSigner
 from hub.attachments.storage import FileStore
 from hub.delivery.mapping import RecordMapping
 from hub.errors import BadLinkSignature, LinkExpired
+from hub.privacy.sealing import Sealer, new_key
 from hub.store.attachments import Attachment
 
 SCHEMA = {"properties": {"photos": {"type": "array", "x-attachment": True,
@@ -60,7 +61,7 @@ def test_a_mapping_sends_files_as_files_or_base64_and_links_as_urls(tmp_path: Pa
     store = FileStore(tmp_path / "blobs", MultiFernet([Fernet(Fernet.generate_key())]))
     blob = store.put(iter([b"\x89PNG photo bytes"]), 1000)
     signer = LinkSigner(b"k" * 32, "https://hub.example", 60)
-    files = scope([("photos", row("att_p", blob.sha256, size=blob.size))], signer)
+    files = scope([("photos", row("att_p", blob.sha256, size=blob.size))], signer, Sealer.from_keys([new_key()]))
     record = resolve(RecordMapping.load(mapping_file).apply({}, {}, files), store)
     assert record["media_url"].startswith("https://hub.example/v1/attachments/att_p/content?expires=")
     [sent] = record["files"]

@@ -28,6 +28,7 @@ from hub.attachments.links import LinkSigner
 from hub.attachments.storage import FileStore
 from hub.config.files import ConnectorConfig
 from hub.delivery.mapping import RecordMapping
+from hub.privacy.sealing import Sealer, new_key
 from hub.store.attachments import Attachment
 from simulators.mail import MailSink
 
@@ -90,7 +91,7 @@ def test_a_file_from_the_store_through_a_mapping_arrives_by_e_mail(sink: MailSin
     content = photo_bytes()
     blob = store.put(iter([content]), 10_000)
     row = Attachment("att_p", "eastmoor", "c", blob.sha256, "image/png", blob.size, "clean", datetime.now(UTC))
-    files = scope([("photos", row)], LinkSigner(b"k" * 32, "https://hub.example", 60))
+    files = scope([("photos", row)], LinkSigner(b"k" * 32, "https://hub.example", 60), Sealer.from_keys([new_key()]))
     record = resolve(RecordMapping.load(mapping_file).apply({"location": "Mill Lane"}, {}, files), store)
     mailer(sink.port).send(record, CONTEXT)
     [received] = sink.state.messages()

@@ -49,7 +49,7 @@ def test_there_are_cases_for_every_mapping(mappings: dict[tuple[str, str], Recor
 def test_mapping_turns_the_case_payload_into_exactly_the_expected_record(
     case: MappingCase, mappings: dict[tuple[str, str], RecordMapping]
 ) -> None:
-    assert mappings[case.key].apply(case.payload, case.meta) == case.expected
+    assert mappings[case.key].apply(case.payload, case.meta, case.attachments) == case.expected
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

@@ -12,6 +12,7 @@ import re
 import secrets
 import string
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import Message
 from itertools import chain
@@ -23,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import ClientDep, RuntimeDep
+from hub.api.deps import ClientDep, IntakeDep, RuntimeDep
 from hub.api.problems import problem_responses
 from hub.attachments.delivery import extension
 from hub.attachments.inspect import AttachmentRules, refuse
@@ -32,6 +33,7 @@ from hub.attachments.scan import Clamd, Clean, Infected, Unscanned, Verdict
 from hub.attachments.storage import BlobStore
 from hub.config.files import Client
 from hub.errors import BodyTooLarge, NotFound, ValidationFailed
+from hub.intake.accept import Intake
 from hub.logs import get_logger
 from hub.runtime import Runtime
 from hub.store import attachments as store
@@ -57,6 +59,9 @@ class AttachmentOut(BaseModel):
     # "clean", or "unscanned" when the virus scanner did not answer (scanned again later)
     scan: str
     created_at: datetime
+    # whether the photo's GPS position was kept (sealed, for the back offices' mappings): only when
+    # the upload named a form field that sets keep_location and the photo had one; never the position
+    location_kept: bool = False
 
 
 def new_id() -> str:
@@ -127,26 +132,66 @@ def verdict_state(verdict: Verdict) -> str:
     return "clean" if isinstance(verdict, Clean) else "unscanned"
 
 
+def field_rules(intake: Intake, client: Client, form_id: str | None, field_name: str | None) -> AttachmentRules | None:
+    """The rules of the form field the upload is for (`?form=&field=`), or None when neither is
+    given; an unknown form is a 404, a field that is not one of its attachment fields a 422."""
+    if form_id is None and field_name is None:
+        return None
+    if form_id is None:
+        raise ValidationFailed("The upload names a field but no form.", errors=[
+            {"pointer": "/query/form", "detail": "name the form whose field this file is for (form=<form id>), or neither"}])
+    form = intake.form_for(client, form_id)
+    known = {f.name: f for f in form.attachment_fields}
+    if field_name is None or field_name not in known:
+        listed = ", ".join(sorted(known)) or "none"
+        said = (f"The upload names form {form_id!r} but no field: give the query parameter 'field'." if field_name is None
+                else f"The query parameter 'field' names {field_name!r}, which is not an attachment field of form {form_id!r}.")
+        raise ValidationFailed(said, errors=[
+            {"pointer": "/query/field", "detail": f"name one of the form's attachment fields (it has: {listed})"}])
+    return known[field_name].rules
+
+
 @router.post(
-    "", status_code=201, response_model=AttachmentOut, responses=problem_responses(400, 401, 413, 422, 429, 503),
+    "", status_code=201, response_model=AttachmentOut, responses=problem_responses(400, 401, 404, 413, 422, 429, 503),
     openapi_extra={"requestBody": {"required": True, "description": "The file's bytes",
                                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
 )
 async def upload(
     request: Request,
     runtime: RuntimeDep,
+    intake: IntakeDep,
     client: ClientDep,
     x_filename: Annotated[str | None, Header(max_length=MAX_NAME, description="The file's name (or use Content-Disposition)")] = None,
     content_disposition: Annotated[str | None, Header(max_length=2 * MAX_NAME + 64, description="attachment; filename=\"...\"")] = None,
     filename: Annotated[str | None, Query(max_length=MAX_NAME, description="The file's name, when no header names it")] = None,
+    form: Annotated[str | None, Query(max_length=200, description=(
+        "The form the file is for: with `field`, that field's rules apply (types, size, keep_location); "
+        "an unknown form is a 404"))] = None,
+    field: Annotated[str | None, Query(max_length=200, description=(
+        "The form's attachment field (\"x-attachment\": true) the file is for; another name is a 422"))] = None,
 ) -> AttachmentOut:
-    name = file_name(x_filename, content_disposition, filename)
-    limit = runtime.settings.attachment_max_bytes
+    # a bad name and a bad field are both named in one problem
+    failed: list[ValidationFailed] = []
+    name, chosen = "", None
+    try:
+        name = file_name(x_filename, content_disposition, filename)
+    except ValidationFailed as problem:
+        failed.append(problem)
+    try:
+        chosen = field_rules(intake, client, form, field)
+    except ValidationFailed as problem:
+        failed.append(problem)
+    if failed:
+        detail = failed[0].detail if len(failed) == 1 else "The file's name and the form field it is for are not valid."
+        raise ValidationFailed(detail, errors=[e for problem in failed for e in problem.errors or []])
+    limit = runtime.settings.attachment_max_bytes if chosen is None else min(runtime.settings.attachment_max_bytes, chosen.max_file_bytes)
+    taker = "the hub takes" if chosen is None else f"the field {field!r} of form {form!r} takes"
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"The file {name!r} is larger than the hub takes ({limit} bytes).", limit=limit)
+        raise BodyTooLarge(f"The file {name!r} is larger than {taker} ({limit} bytes).", limit=limit)
     blobs, scan_with = attachment_store(request, runtime), scanner(request, runtime)
-    rules = AttachmentRules(max_file_bytes=limit)
+    # without a form field: the hub's default types, and no location kept
+    rules = AttachmentRules(max_file_bytes=limit) if chosen is None else replace(chosen, max_file_bytes=limit)
     body = request.stream()
 
     def store_it() -> AttachmentOut:
@@ -157,7 +202,7 @@ async def upload(
         try:
             return shown(store_file(runtime, client, name, chain([first], chunks), rules, blobs, scan_with))
         except BodyTooLarge:
-            raise BodyTooLarge(f"The file {name!r} is larger than the hub takes ({limit} bytes).", limit=limit) from None
+            raise BodyTooLarge(f"The file {name!r} is larger than {taker} ({limit} bytes).", limit=limit) from None
 
     return await run_in_threadpool(store_it)
 
@@ -180,15 +225,18 @@ def store_file(runtime: Runtime, client: Client, name: str, chunks: Iterable[byt
         )
     if isinstance(got.verdict, Unscanned):
         log.warning("attachment_unscanned", tenant=client.tenant, client=client.id, reason=got.verdict.reason)
+    # the position is personal data: sealed like a payload, and never logged
+    location = None if got.location is None else runtime.sealer.seal({"lat": got.location[0], "long": got.location[1]})
     row = store.Attachment(new_id(), client.tenant, client.id, got.sha256, got.media_type, got.size,
-                           verdict_state(got.verdict), datetime.now(UTC))
+                           verdict_state(got.verdict), datetime.now(UTC), location)
     with runtime.engine.begin() as conn:
         store.add(conn, row)
     return row
 
 
 def shown(row: store.Attachment) -> AttachmentOut:
-    return AttachmentOut(id=row.id, size=row.size, media_type=row.media_type, sha256=row.sha256, scan=row.scan, created_at=row.created_at)
+    return AttachmentOut(id=row.id, size=row.size, media_type=row.media_type, sha256=row.sha256, scan=row.scan,
+                         created_at=row.created_at, location_kept=row.location is not None)
 
 
 @router.get("/{attachment_id}", response_model=AttachmentOut, responses=problem_responses(401, 404, 422, 429, 503))
