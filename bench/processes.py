@@ -147,6 +147,8 @@ class Group:
     roots: list[int]
     cpu_start: dict[int, float] = field(default_factory=dict)
     peak_rss_kb: dict[int, int] = field(default_factory=dict)
+    # False: VmHWM keeps the process's lifetime peak (bench.uploads reads it before and after)
+    reset: bool = True
 
     def pids(self) -> list[int]:
         return tree_pids(*self.roots)
@@ -154,7 +156,7 @@ class Group:
     def begin(self) -> None:
         self.cpu_start = {pid: cpu_seconds(pid) for pid in self.pids()}
         self.peak_rss_kb = {}
-        for pid in self.cpu_start:
+        for pid in self.cpu_start if self.reset else ():
             reset_peak(pid)
 
     def sample(self) -> int:

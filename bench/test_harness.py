@@ -68,3 +68,20 @@ def test_profile_summary_charges_samples_to_the_library_doing_the_work(tmp_path:
     summary = summarise(raw)
     assert summary["samples"] == 4
     assert summary["by_library_percent"] == [["sqlalchemy", 75.0], ["httpx", 25.0]]
+
+
+def test_upload_files_are_noise_photos_with_exif_and_pdfs_of_the_size_asked() -> None:
+    import io
+    import zlib
+
+    from PIL import Image
+
+    from bench.uploads import MB, bound_kb, files, working_set
+    from hub.attachments.inspect import sniff
+
+    photo, pdf = files(2, MB)
+    assert (sniff(photo.data[:8192]), sniff(pdf.data[:8192])) == ("image/jpeg", "application/pdf")
+    assert 0.8 * MB <= len(photo.data) <= 1.2 * MB and abs(len(pdf.data) - MB) < 1000
+    assert Image.open(io.BytesIO(photo.data)).getexif()[0x010F] == "BenchPhone"
+    assert len(zlib.compress(photo.data)) > 0.95 * len(photo.data)  # noise: it does not compress
+    assert bound_kb([photo, pdf], 1000, threads=1) == 1000 + (working_set(photo) + 64 * 1024 * 1024) // 1024

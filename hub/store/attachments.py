@@ -144,6 +144,18 @@ def quarantined_or_unscanned(attachments_found: Iterable[Attachment]) -> tuple[l
     return [a for a in found if a.scan == QUARANTINED], [a for a in found if a.scan == UNSCANNED]
 
 
+def scan_hold(files: Sequence[tuple[str, Attachment]]) -> str | None:
+    """Why the worker holds an open delivery of these files while a virus scanner is configured
+    (hub.delivery.attempt `_scanned`): a file not scanned yet and none quarantined (which parks
+    it instead). None: not held for the scan."""
+    quarantined, unscanned = quarantined_or_unscanned(a for _, a in files)
+    if quarantined or not unscanned:
+        return None
+    named = ", ".join(f"{a.id} ({field})" for field, a in files if a in unscanned)
+    return (f"the virus scanner has not checked {named} yet (it did not answer when the file came); "
+            "the hub scans it again and sends the record once it passes")
+
+
 
 def blob_named(conn: Connection, sha256: str) -> bool:
     """Whether any row (of any tenant) names this blob: a blob so named must not be deleted."""

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, exist
 from hub.errors import UnknownKey
 from hub.privacy.copies import quoted_forms
 from hub.privacy.sealing import Sealer
-from hub.store.submissions import delivery_view
+from hub.store.submissions import delivery_view, scan_wait
 from hub.store.tables import (
     OPEN_STATES,
     attachments,
@@ -219,9 +219,10 @@ def by_reference(conn: Connection, reference: str, tenant: str | None) -> Any:
     return conn.execute(query).first()
 
 
-def summary(conn: Connection, row: Any) -> dict[str, Any]:
+def summary(conn: Connection, row: Any, scanner_configured: bool = False) -> dict[str, Any]:
     """A stored submission for staff and for the resident's own export: its metadata, deliveries and
-    timeline; `payload` is left None for the caller, who decides what of it may be shown."""
+    timeline; `payload` is left None for the caller, who decides what of it may be shown.
+    `scanner_configured`: deliveries held for the virus scan say so (`scan_wait`)."""
     return {
         "reference": row.reference,
         "form_id": row.form_id,
@@ -230,18 +231,19 @@ def summary(conn: Connection, row: Any) -> dict[str, Any]:
         "purged_at": row.purged_at.isoformat() if row.purged_at else None,
         "erased_at": row.erased_at.isoformat() if row.erased_at else None,
         "payload": None,
-        **history(conn, row.id),
+        **history(conn, row.id, scanner_configured),
     }
 
 
-def history(conn: Connection, submission_id: int) -> dict[str, list[dict[str, Any]]]:
+def history(conn: Connection, submission_id: int, scanner_configured: bool = False) -> dict[str, list[dict[str, Any]]]:
     """A submission's deliveries and its timeline, as staff and the resident may see them."""
     rows = conn.execute(select(deliveries).where(deliveries.c.submission_id == submission_id).order_by(deliveries.c.id)).all()
+    held = scan_wait(conn, submission_id, rows) if scanner_configured else None
     events = conn.execute(
         select(status_events).where(status_events.c.submission_id == submission_id).order_by(status_events.c.id)
     ).all()
     return {
-        "deliveries": [delivery_view(d) for d in rows],
+        "deliveries": [delivery_view(d, held) for d in rows],
         "timeline": [
             {
                 "status": e.status,

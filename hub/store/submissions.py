@@ -17,8 +17,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from hub.errors import IdempotencyConflict
+from hub.store import attachments as attachment_rows
 from hub.store.db import one_statement
-from hub.store.tables import customer_links, deliveries, outbox, submission_attachments, submissions
+from hub.store.tables import OPEN_STATES, customer_links, deliveries, outbox, submission_attachments, submissions
 from hub.store.timeline import timeline
 
 # Crockford's base32: no I, L, O or U, so a reference read out over the phone is unambiguous
@@ -299,8 +300,9 @@ def _insert(conn: Connection, new: NewSubmission) -> Accepted:
     return Accepted(reference, now, created=True)
 
 
-def status(engine: Engine, tenant: str, reference: str) -> dict[str, Any] | None:
-    """What the front end may see of one of its tenant's submissions, or None."""
+def status(engine: Engine, tenant: str, reference: str, scanner_configured: bool = False) -> dict[str, Any] | None:
+    """What the front end may see of one of its tenant's submissions, or None. With
+    `scanner_configured` (HUB_CLAMD_SOCKET) an open delivery held for its files' virus scan says so."""
     with engine.connect() as conn:
         sub = conn.execute(
             select(
@@ -317,6 +319,7 @@ def status(engine: Engine, tenant: str, reference: str) -> dict[str, Any] | None
             select(deliveries).where(deliveries.c.submission_id == sub.id).order_by(deliveries.c.id)
         ).all()
         events = timeline(conn, sub.id, sub.received_at, rows)
+        held = scan_wait(conn, sub.id, rows) if scanner_configured else None
         # a paid form's submission: its payment, and the status it gives the submission
         from hub.store.payments import view as payment_view
 
@@ -326,13 +329,26 @@ def status(engine: Engine, tenant: str, reference: str) -> dict[str, Any] | None
         "form_id": sub.form_id,
         "form_version": sub.form_version,
         "received_at": sub.received_at.isoformat(),
-        "deliveries": [delivery_view(d) for d in rows],
+        "deliveries": [delivery_view(d, held) for d in rows],
         "timeline": events,
     }
 
 
-def delivery_view(d: Any) -> dict[str, Any]:
-    """One delivery as front ends and staff see it."""
+SCAN_WAIT = "virus scan"
+
+
+def scan_wait(conn: Connection, submission_id: int, rows: Any) -> str | None:
+    """Why the submission's open deliveries wait for the virus scanner (a file of it not scanned
+    yet), or None. Read from the files' scan state, so it is gone the moment the rescan passes them."""
+    if not any(d.state in OPEN_STATES for d in rows):
+        return None
+    return attachment_rows.scan_hold(attachment_rows.of_submission(conn, submission_id))
+
+
+def delivery_view(d: Any, scan_held: str | None = None) -> dict[str, Any]:
+    """One delivery as front ends and staff see it; `scan_held`, the reason an open one waits for
+    the virus scan of the submission's files (`scan_wait`)."""
+    held = scan_held if d.state in OPEN_STATES else None
     return {
         "connector": d.connector,
         "state": d.state,
@@ -342,4 +358,6 @@ def delivery_view(d: Any) -> dict[str, Any]:
         "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
         "created_at": d.created_at.isoformat(),
         "updated_at": d.updated_at.isoformat(),
+        "waiting": SCAN_WAIT if held else None,
+        "waiting_reason": held,
     }

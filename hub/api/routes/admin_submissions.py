@@ -78,7 +78,7 @@ def _submission(runtime: Runtime, staff: Staff, reference: str) -> dict[str, Any
             "tenant": row.tenant,
             "client_id": row.client_id,
             "personal_data": "shown" if personal else "hidden",
-            **personal_data.summary(conn, row),
+            **personal_data.summary(conn, row, bool(runtime.settings.clamd_socket)),
         }
         if row.payload is not None:
             try:

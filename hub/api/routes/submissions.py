@@ -61,6 +61,10 @@ class DeliveryStatus(BaseModel):
     external_reference: str | None
     next_attempt_at: str | None
     updated_at: str
+    # why a pending delivery is held back, while it is: "virus scan" (a file of the submission has
+    # not been scanned yet, HUB_CLAMD_SOCKET did not answer); None once it is free to go
+    waiting: Literal["virus scan"] | None = None
+    waiting_reason: str | None = None
 
 
 class TimelineEntry(BaseModel):
@@ -227,7 +231,7 @@ def receipt(runtime: Runtime, accepted: store.Accepted) -> JSONResponse:
 
 @router.get("/submissions/{reference}", response_model=SubmissionStatus, responses=problem_responses(401, 404, 429, 503))
 async def submission_status(reference: str, runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
-    found = await run_in_threadpool(store.status, runtime.engine, client.tenant, reference)
+    found = await run_in_threadpool(store.status, runtime.engine, client.tenant, reference, bool(runtime.settings.clamd_socket))
     if found is None:
         raise NotFound(f"No submission {reference!r} for this client.")
     found["notifications"] = await run_in_threadpool(notifications.for_submission, runtime.engine, client.tenant, reference)
