@@ -29,6 +29,12 @@ class Context:
     server_groups: list[Group]
     options: Any
     results: dict[str, Any] = field(default_factory=dict)
+    broker: Any = None  # the RabbitMQServer or RabbitMQCluster behind broker_url
+    broker_nodes: int = 1
+
+    @property
+    def broker_label(self) -> str:
+        return "single RabbitMQ node" if self.broker_nodes == 1 else f"{self.broker_nodes}-node RabbitMQ cluster"
 
     def save(self, name: str, result: dict[str, Any]) -> dict[str, Any]:
         self.results[name] = result
@@ -124,14 +130,17 @@ def drive(ctx: Context, name: str, urls: list[str], key: str, groups: list[Group
           rate: float = 0.0, connections: int = 64, hub: Any = None) -> dict[str, Any]:
     """One scenario against a running target; `hub` (a HubStack) adds the database's own counts."""
     ctx.sink.reset()
-    rabbit = [p for g in ctx.server_groups if g.name == "rabbitmq" for root in g.roots for p in tree_pids(root)]
+    load_average = [round(x, 2) for x in os.getloadavg()]
+    # every node's processes once: a cluster's disk bytes are the sum over its nodes
+    rabbit = sorted({p for g in ctx.server_groups if g.name == "rabbitmq" for p in tree_pids(*g.roots)})
     written = Written(ctx.postgres.url, rabbit)
     with Meter([*groups, Group("sink", [ctx.sink.proc.pid]), *ctx.server_groups]) as meter:
         load = run_loadgen(ctx, name, urls, key, mode=mode, count=count, rate=rate, connections=connections)
         accepted = sum(1 for s in load["status"] if s == 202)
         stats, drained = wait_for_sink(ctx.sink, accepted)
     result = analyse(load, ctx.sink.arrivals())
-    result.update(mode=mode, drained=drained, sink={k: stats[k] for k in ("unique", "received", "duplicates")},
+    result.update(mode=mode, drained=drained, load_average_at_start=load_average,
+                  sink={k: stats[k] for k in ("unique", "received", "duplicates")},
                   resources=meter.result(), written=written.per_submission(accepted))
     if hub is not None:
         deadline = time.monotonic() + 30

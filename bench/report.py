@@ -231,12 +231,74 @@ def render(r: dict[str, Any], info: dict[str, Any]) -> str:
         if "hub-burst" in r:
             rows.append(_load_row(f"burst {_get(r, 'hub-burst', 'intake', 'offered')}", r["hub-burst"], HUB_GROUPS))
         lines += _table(LOAD_HEAD, rows)
+    lines += _rabbitmq_nodes(r, info)
     lines += _knee(r) + _overload(r) + _backlog(r) + _scaling(r) + _peer(r) + _broker(r) + _profile(r) + _statements(r)
     errors = r.get("errors")
     if errors:
         lines += ["", "## Scenarios that failed", "", *(f"- {name}: {msg}" for name, msg in errors.items())]
     lines += ["", *RERUN]
     return "\n".join(lines) + "\n"
+
+
+def _nodes_label(nodes: int) -> str:
+    return "single node" if nodes == 1 else f"{nodes}-node cluster"
+
+
+def _rabbitmq_nodes(r: dict[str, Any], info: dict[str, Any]) -> list[str]:
+    """The same burst on each RabbitMQ of `--rabbitmq-nodes 1,3`, side by side (first column: the
+    broker every other scenario ran on)."""
+    counts = info.get("rabbitmq_node_counts") or []
+    if len(counts) < 2:
+        return []
+    runs = [r.get("hub-burst", {}), *(r.get(f"hub-burst-rabbitmq-{n}", {}) for n in counts[1:])]
+    all_in = (*HUB_GROUPS, "rabbitmq", "postgresql")
+
+    def per(x: dict[str, Any], groups: tuple[str, ...]) -> float | None:
+        return _cpu_ms_per(x, groups, _get(x, "end_to_end", "completed"))
+
+    def replicas(x: dict[str, Any], nodes: int) -> str:
+        members = _get(x, "rabbitmq", "members")
+        if members is None:
+            return "1 (one node)" if nodes == 1 and x else "–"
+        leader = str(_get(x, "rabbitmq", "leader", default="?")).split("@")[0]
+        return f"{len(members)} of {nodes} nodes, leader {leader}"
+
+    figures: list[tuple[str, Any, int]] = [
+        ("end-to-end completions/s", lambda x: _get(x, "end_to_end", "per_second"), 0),
+        ("intake accepted/s", lambda x: _get(x, "intake", "per_second"), 0),
+        ("intake p99 ms", lambda x: _get(x, "intake", "latency_ms", "p99"), 1),
+        ("end-to-end p99 ms", lambda x: _get(x, "end_to_end", "latency_ms", "p99"), 1),
+        ("CPU ms per submission, app processes", lambda x: per(x, HUB_GROUPS), 2),
+        ("CPU ms per submission incl. RabbitMQ (all its nodes) + PostgreSQL", lambda x: per(x, all_in), 2),
+        ("RabbitMQ CPU ms per submission (all its nodes)", lambda x: per(x, ("rabbitmq",)), 2),
+        ("RabbitMQ disk bytes per submission (all its nodes)",
+         lambda x: _get(x, "written", "rabbitmq_bytes_per_submission"), 0),
+        ("PostgreSQL WAL bytes per submission", lambda x: _get(x, "written", "wal_bytes_per_submission"), 0),
+    ]
+    rows = []
+    for label, value, digits in figures:
+        found = [value(x) for x in runs]
+        rows.append([label, *(_num(v, digits) for v in found), *(_ratio(v, found[0]) for v in found[1:])])
+    dashes = ["–"] * (len(counts) - 1)
+    rows += [
+        ["duplicates / lost at the sink", *(f"{_num(_get(x, 'sink', 'duplicates'))} / "
+                                            f"{_num(_get(x, 'end_to_end', 'missing'))}" for x in runs), *dashes],
+        ["quorum queue replicated on", *(replicas(x, n) for x, n in zip(runs, counts)), *dashes],
+        ["load average at the burst's start",
+         *(", ".join(f"{v:.2f}" for v in _get(x, "load_average_at_start", default=[])) or "–" for x in runs), *dashes],
+        ["`cpu_check_ms` at the burst's start", *(_num(_get(x, "cpu_check_ms"), 1) for x in runs), *dashes],
+        ["other CPU s", *(_num(_get(x, "resources", "other_cpu_seconds"), 1) for x in runs), *dashes],
+    ]
+    names = [_nodes_label(n) for n in counts]
+    burst = _num(_get(runs[0], "intake", "offered") or _get(runs[1], "intake", "offered"))
+    return ["", f"## RabbitMQ: {' vs '.join(names)} (burst of {burst})", "",
+            "The same burst on the same hub settings and durable PostgreSQL; only the broker differs. The "
+            f"{names[1]}'s burst runs after every other scenario, with the single node stopped, on the fault "
+            "tests' cluster (`tests/support/cluster.py`: local nodes on private ports) whose quorum queue has a "
+            "Raft member on every node, so a publish is confirmed once a majority has written it. RabbitMQ's CPU "
+            "and disk bytes are summed over its nodes. The bursts run minutes apart on a shared machine: compare "
+            "them only when their load average, `cpu_check_ms` and other CPU agree.", "",
+            *_table(["figure", *names, *(f"{name} / {names[0]}" for name in names[1:])], rows)]
 
 
 def _backlog(r: dict[str, Any]) -> list[str]:

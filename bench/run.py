@@ -5,12 +5,15 @@ in one run on this machine, and writes bench/results/<UTC timestamp>/ and bench/
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import shutil
 import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from bench.sink import Sink  # noqa: E402
 SCENARIOS = {
     "ceiling": scenarios.ceilings,
     "steady": scenarios.steady_and_burst,
+    "burst": scenarios.burst,
     "backlog": scenarios.backlog,
     "scaling": scenarios.scaling,
     "peer": scenarios.peer,
@@ -79,8 +83,10 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="results folder (default bench/results/<UTC timestamp>)")
     p.add_argument("--fsync-off", dest="durable", action="store_false",
                    help="PostgreSQL with fsync and full_page_writes off, as the tests run it (default: its durable defaults)")
-    p.add_argument("--rabbitmq-nodes", type=int, default=1,
-                   help="RabbitMQ nodes: 1 (a single node) or 3 (the fault tests' cluster; quorum queues on all three)")
+    p.add_argument("--rabbitmq-nodes", type=_ints, default=[1],
+                   help="RabbitMQ nodes: 1 (a single node) or 3 (the fault tests' cluster; quorum queues on all three); "
+                        "a list such as 1,3 runs the scenarios on the first and the burst again on each other, and the "
+                        "report sets their bursts side by side")
     p.add_argument("--no-copy", dest="copy", action="store_false", help="do not update bench/REPORT.md")
     args = p.parse_args(argv)
     if args.quick:
@@ -91,6 +97,11 @@ def options(argv: list[str]) -> argparse.Namespace:
     unknown = set(args.only.split(",")) - set(SCENARIOS)
     if unknown:
         p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
+    nodes = args.rabbitmq_nodes
+    if not nodes or any(n < 1 for n in nodes) or len(set(nodes)) != len(nodes):
+        p.error(f"--rabbitmq-nodes wants distinct node counts of at least 1, such as 1 or 1,3; got {nodes}")
+    if len(nodes) > 1 and not {"burst", "steady"} & set(args.only.split(",")):
+        p.error("--rabbitmq-nodes with several counts compares their bursts: --only must include burst or steady")
     return args
 
 
@@ -103,38 +114,40 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     opts = options(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    from tests.support.cluster import RabbitMQCluster
-    from tests.support.servers import PostgresServer, RabbitMQServer, close_all
+    from tests.support.servers import PostgresServer, close_all
 
     started = datetime.now(UTC)
     workdir = opts.out or REPO / "bench" / "results" / started.strftime("%Y%m%dT%H%M%SZ")
     workdir.mkdir(parents=True, exist_ok=True)
     clock = time.monotonic()
     print(f"bench: results in {workdir}", flush=True)
-    rabbit: Any = RabbitMQServer() if opts.rabbitmq_nodes == 1 else RabbitMQCluster(opts.rabbitmq_nodes)
-    postgres, sink = PostgresServer(durable=opts.durable), None
+    first, *others = opts.rabbitmq_nodes
+    rabbit, postgres, sink = _broker(first), PostgresServer(durable=opts.durable), None
     try:
         rabbit.start()
         postgres.start()
         sink = Sink(workdir)
         info = machine.machine(rabbit.url, postgres.url)
-        info.update(argv=argv, started=started.strftime("%Y-%m-%d %H:%M"), rabbitmq_nodes=opts.rabbitmq_nodes,
+        info.update(argv=argv, started=started.strftime("%Y-%m-%d %H:%M"), rabbitmq_nodes=first,
+                    rabbitmq_node_counts=opts.rabbitmq_nodes,
                     postgresql_settings=durability.postgres_settings(postgres.url))
         (workdir / "machine.json").write_text(json.dumps(info, indent=2))
-        servers = [Group("rabbitmq", rabbit.pids()), Group("postgresql", postgres.pids())]
-        ctx = Context(workdir, sink, rabbit.url, postgres, servers, opts)
+        postgres_group = Group("postgresql", postgres.pids())
+        ctx = Context(workdir, sink, rabbit.url, postgres, [Group("rabbitmq", rabbit.pids()), postgres_group], opts,
+                      broker=rabbit, broker_nodes=first)
         for name in opts.only.split(","):
             print(f"bench: {name} ({time.monotonic() - clock:.0f} s so far)", flush=True)
-            counting = durability.statements_reset(postgres.url)
-            try:
-                SCENARIOS[name](ctx)
-                if counting and name != "ceiling":
-                    ctx.save(f"{name}-statements", {"top": durability.top_statements(postgres.url)})
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # one failed scenario is reported; the others still run
-                traceback.print_exc()
-                ctx.results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            _scenario(ctx, name, postgres.url, functools.partial(SCENARIOS[name], ctx))
+        for nodes in others:
+            # one broker at a time, so an idle one takes no CPU from the other's burst
+            rabbit.close()
+            rabbit = _broker(nodes).start()
+            ctx = dataclasses.replace(ctx, broker_url=rabbit.url, broker=rabbit, broker_nodes=nodes,
+                                      server_groups=[Group("rabbitmq", rabbit.pids()), postgres_group])
+            print(f"bench: burst on the {ctx.broker_label} ({time.monotonic() - clock:.0f} s so far)", flush=True)
+            # the statements are the first burst's again: only the broker differs
+            _scenario(ctx, f"burst-rabbitmq-{nodes}", postgres.url, functools.partial(scenarios.cluster_burst, ctx, nodes),
+                      statements=False)
         if "errors" in ctx.results:
             ctx.save("errors", ctx.results["errors"])
         info["cpu_check_ms_at_end"] = machine.cpu_check_ms()
@@ -149,9 +162,28 @@ def main(argv: list[str] | None = None) -> int:
         if sink is not None:
             sink.stop()
         stop_all()
-        if opts.rabbitmq_nodes != 1:
-            rabbit.close()
-        close_all()
+        close_all()  # the broker and PostgreSQL, whichever is still open
+
+
+def _broker(nodes: int) -> Any:
+    from tests.support.cluster import RabbitMQCluster
+    from tests.support.servers import RabbitMQServer
+
+    return RabbitMQServer() if nodes == 1 else RabbitMQCluster(nodes)
+
+
+def _scenario(ctx: Context, name: str, database_url: str, run: Callable[[], None], statements: bool = True) -> None:
+    """Runs one scenario; a failure is recorded for the report and the run goes on."""
+    counting = statements and durability.statements_reset(database_url)
+    try:
+        run()
+        if counting and name != "ceiling":
+            ctx.save(f"{name}-statements", {"top": durability.top_statements(database_url)})
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # one failed scenario is reported; the others still run
+        traceback.print_exc()
+        ctx.results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 if __name__ == "__main__":

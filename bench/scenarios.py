@@ -10,6 +10,7 @@ from typing import Any
 
 from bench import ceiling
 from bench.hubproc import HubStack
+from bench.machine import cpu_check_ms
 from bench.measure import Context, drive, run_loadgen, summary_ms
 from bench.peer.stack import PeerStack
 from bench.processes import Group, Meter
@@ -44,19 +45,32 @@ def hub_stack(ctx: Context, name: str, workers: int | None = None) -> HubStack:
 
 
 def steady_and_burst(ctx: Context) -> None:
+    _hub_runs(ctx, ctx.options.rates)
+
+
+def burst(ctx: Context) -> None:
+    """The burst alone (and the profiled burst unless --no-profile), without the steady rates."""
+    _hub_runs(ctx, [])
+
+
+def _hub_runs(ctx: Context, rates: list[float], burst_name: str = "hub-burst", profile: bool | None = None,
+              stack: str = "hubmain") -> None:
+    """Steady runs at `rates`, the burst saved as `burst_name`, then the profiled burst."""
     opts = ctx.options
-    hub = hub_stack(ctx, "hubmain")
+    hub = hub_stack(ctx, stack)
     try:
         groups = hub.groups()
-        for rate in opts.rates:
+        for rate in rates:
             print(f"  hub steady {rate:g} req/s for {opts.duration:g} s", flush=True)
             result = drive(ctx, f"hub-steady-{rate:g}", hub.api_urls, hub.key, groups, mode="rate",
                            count=int(rate * opts.duration), rate=rate, hub=hub)
             ctx.save(f"hub-steady-{rate:g}", {**_setup(opts), **result})
-        print(f"  hub burst of {opts.burst}", flush=True)
-        result = drive(ctx, "hub-burst", hub.api_urls, hub.key, groups, mode="burst", count=opts.burst, hub=hub)
-        ctx.save("hub-burst", {**_setup(opts), **result})
-        if opts.profile:
+        print(f"  hub burst of {opts.burst} ({ctx.broker_label})", flush=True)
+        checked = cpu_check_ms()
+        result = drive(ctx, burst_name, hub.api_urls, hub.key, groups, mode="burst", count=opts.burst, hub=hub)
+        result.update(cpu_check_ms=checked, rabbitmq=_broker_setup(ctx, hub.queue))
+        ctx.save(burst_name, {**_setup(opts), **result})
+        if opts.profile if profile is None else profile:
             print(f"  hub burst of {opts.profile_count} under py-spy", flush=True)
             targets = {f"api{i}": p.pid for i, p in enumerate(hub.apis)}
             targets.update({f"worker{i}": p.pid for i, p in enumerate(hub.workers)})
@@ -71,6 +85,20 @@ def steady_and_burst(ctx: Context) -> None:
                                                                    for name, path in profiler.files.items()}})
     finally:
         hub.close()
+
+
+def cluster_burst(ctx: Context, nodes: int) -> None:
+    """The burst again, on a RabbitMQ of `nodes` nodes, for the report's comparison with the first."""
+    _hub_runs(ctx, [], burst_name=f"hub-burst-rabbitmq-{nodes}", profile=False, stack=f"hubrabbit{nodes}")
+
+
+def _broker_setup(ctx: Context, queue: str) -> dict[str, Any]:
+    """How many nodes the broker has and, on a cluster, the nodes the hub's quorum queue is
+    replicated on (its Raft members) and which one leads it."""
+    setup: dict[str, Any] = {"nodes": ctx.broker_nodes}
+    if ctx.broker_nodes > 1:
+        setup.update(ctx.broker.queue_members(queue))
+    return setup
 
 
 def _setup(opts: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.measure import analyse, summary_ms
 from bench.payloads import check
 from bench.profile import summarise
+from bench.report import render
 from bench.sink import Sink
 
 
@@ -85,3 +86,41 @@ def test_upload_files_are_noise_photos_with_exif_and_pdfs_of_the_size_asked() ->
     assert Image.open(io.BytesIO(photo.data)).getexif()[0x010F] == "BenchPhone"
     assert len(zlib.compress(photo.data)) > 0.95 * len(photo.data)  # noise: it does not compress
     assert bound_kb([photo, pdf], 1000, threads=1) == 1000 + (working_set(photo) + 64 * 1024 * 1024) // 1024
+
+
+def _burst(e2e: float, rabbit_cpu: float, rabbit_bytes: int, members: int | None) -> dict[str, object]:
+    groups = {"hub api": 2.0, "hub workers": 3.0, "postgresql": 1.5, "rabbitmq": rabbit_cpu}
+    result: dict[str, object] = {
+        "intake": {"offered": 1000, "accepted": 1000, "per_second": e2e + 10, "latency_ms": {"p99": 20.0}},
+        "end_to_end": {"completed": 1000, "missing": 0, "per_second": e2e, "latency_ms": {"p99": 90.0}},
+        "sink": {"duplicates": 0},
+        "resources": {"groups": {g: {"cpu_seconds": v} for g, v in groups.items()}, "other_cpu_seconds": 0.4},
+        "written": {"rabbitmq_bytes_per_submission": rabbit_bytes, "wal_bytes_per_submission": 4700},
+        "load_average_at_start": [1.5, 1.0, 0.5], "cpu_check_ms": 17.0,
+    }
+    if members:
+        result["rabbitmq"] = {"nodes": members, "leader": "hubcluster1-ab@localhost",
+                              "members": [f"hubcluster{i}-ab@localhost" for i in range(1, members + 1)]}
+    return result
+
+
+def test_report_sets_the_single_node_burst_beside_the_three_node_clusters() -> None:
+    results = {"hub-burst": _burst(900.0, 0.5, 600, None), "hub-burst-rabbitmq-3": _burst(600.0, 2.0, 1800, 3)}
+    text = render(results, {"argv": [], "rabbitmq_nodes": 1, "rabbitmq_node_counts": [1, 3]})
+    section = text.split("## RabbitMQ: single node vs 3-node cluster (burst of 1,000)", 1)[1].split("\n## ", 1)[0]
+    cells = [line.strip("| ").split(" | ") for line in section.splitlines() if line.startswith("| ")]
+    rows = {row[0]: row[1:] for row in cells}
+    assert rows["figure"] == ["single node", "3-node cluster", "3-node cluster / single node"]
+    assert rows["end-to-end completions/s"] == ["900", "600", "0.67×"]
+    # all-in CPU: api 2 + workers 3 + PostgreSQL 1.5 + RabbitMQ (every node) over 1,000 delivered
+    assert rows["CPU ms per submission incl. RabbitMQ (all its nodes) + PostgreSQL"] == ["7.00", "8.50", "1.21×"]
+    assert rows["RabbitMQ disk bytes per submission (all its nodes)"] == ["600", "1,800", "3.00×"]
+    assert rows["duplicates / lost at the sink"] == ["0 / 0", "0 / 0", "–"]
+    assert rows["quorum queue replicated on"] == ["1 (one node)", "3 of 3 nodes, leader hubcluster1-ab", "–"]
+
+
+def test_a_single_broker_run_has_no_node_comparison() -> None:
+    text = render({"hub-burst": _burst(900.0, 0.5, 600, None)}, {"argv": [], "rabbitmq_nodes": 1,
+                                                                   "rabbitmq_node_counts": [1]})
+    assert "## The hub under load" in text
+    assert "## RabbitMQ:" not in text

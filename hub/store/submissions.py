@@ -185,25 +185,24 @@ def _insert_all_postgres(conn: Connection, batch: list[NewSubmission], reference
 
 def _insert_all(conn: Connection, batch: list[NewSubmission], references: list[str], now: datetime) -> dict[str, int]:
     """Stores the batch with three multi-row inserts (SQLite); returns {reference: id} of those inserted."""
-    inserted: dict[str, int] = dict(
-        conn.execute(
-            _insert_submissions(conn.dialect.name).returning(submissions.c.reference, submissions.c.id),
-            [
-                {
-                    "reference": reference,
-                    "tenant": new.tenant,
-                    "client_id": new.client_id,
-                    "form_id": new.form_id,
-                    "form_version": new.form_version,
-                    "payload": new.sealed_payload,
-                    "received_at": now,
-                    "idempotency_key": new.idempotency_key,
-                    "body_sha256": new.body_sha256,
-                }
-                for new, reference in zip(batch, references)
-            ],
-        ).tuples().all()
+    found = conn.execute(
+        _insert_submissions(conn.dialect.name).returning(submissions.c.reference, submissions.c.id),
+        [
+            {
+                "reference": reference,
+                "tenant": new.tenant,
+                "client_id": new.client_id,
+                "form_id": new.form_id,
+                "form_version": new.form_version,
+                "payload": new.sealed_payload,
+                "received_at": now,
+                "idempotency_key": new.idempotency_key,
+                "body_sha256": new.body_sha256,
+            }
+            for new, reference in zip(batch, references)
+        ],
     )
+    inserted = {reference: submission_id for reference, submission_id in found}
     links = [
         {"tenant": new.tenant, "submission_id": inserted[ref], "kind": kind, "digest": digest}
         for new, ref in zip(batch, references) if ref in inserted for kind, digest in set(new.subject_links)

@@ -10,6 +10,7 @@ distribution ports, one shared private epmd, one Erlang cookie, joined with `rab
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import secrets
@@ -22,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from tests.support.servers import (
     RABBITMQ_BIN,
@@ -203,6 +204,17 @@ class RabbitMQCluster:
             if len(fields) == 3 and fields[1] == "quorum":
                 leaders[fields[0]] = fields[2]
         return leaders
+
+    def queue_members(self, queue: str) -> dict[str, Any]:
+        """A queue's type, its quorum leader and the nodes its Raft log is replicated on, as
+        `rabbitmqctl list_queues` names them ({} when the queue does not exist)."""
+        done = self.ctl(self.any_running(), "list_queues", "name", "type", "leader", "members", "online",
+                        "--formatter", "json")  # rabbitmqctl refuses --no-table-headers with json
+        for row in json.loads(done.stdout or "[]"):
+            if row.get("name") == queue:
+                return {"type": row.get("type"), "leader": row.get("leader"),
+                        "members": sorted(row.get("members") or []), "online": sorted(row.get("online") or [])}
+        return {}
 
     def index_of(self, node_name: str) -> int:
         return self.node_names.index(node_name)
