@@ -209,8 +209,7 @@ class DeliveryHandler:
         now = datetime.now(UTC)
         quarantined, unscanned = attachment_rows.quarantined_or_unscanned(a for _, a in files)
         if quarantined:
-            named = ", ".join(f"{a.id} ({field})" for field, a in files if a in quarantined)
-            return Park(now, f"attachment {named} was quarantined: the virus scanner found something in it; nothing was sent",
+            return Park(now, f"attachment {attachment_rows.named(files, quarantined)} was quarantined: the virus scanner found something in it; nothing was sent",
                         "permanent")
         if unscanned and self.runtime.settings.clamd_socket:
             wait = self.runtime.settings.attachment_rescan_seconds

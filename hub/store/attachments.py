@@ -144,6 +144,11 @@ def quarantined_or_unscanned(attachments_found: Iterable[Attachment]) -> tuple[l
     return [a for a in found if a.scan == QUARANTINED], [a for a in found if a.scan == UNSCANNED]
 
 
+def named(files: Sequence[tuple[str, Attachment]], chosen: Sequence[Attachment]) -> str:
+    """The chosen files by id and field, for a reason staff and the portal read: "att_x (photos)"."""
+    return ", ".join(f"{a.id} ({field})" for field, a in files if a in chosen)
+
+
 def scan_hold(files: Sequence[tuple[str, Attachment]]) -> str | None:
     """Why the worker holds an open delivery of these files while a virus scanner is configured
     (hub.delivery.attempt `_scanned`): a file not scanned yet and none quarantined (which parks
@@ -151,8 +156,7 @@ def scan_hold(files: Sequence[tuple[str, Attachment]]) -> str | None:
     quarantined, unscanned = quarantined_or_unscanned(a for _, a in files)
     if quarantined or not unscanned:
         return None
-    named = ", ".join(f"{a.id} ({field})" for field, a in files if a in unscanned)
-    return (f"the virus scanner has not checked {named} yet (it did not answer when the file came); "
+    return (f"the virus scanner has not checked {named(files, unscanned)} yet (it did not answer when the file came); "
             "the hub scans it again and sends the record once it passes")
 
 
